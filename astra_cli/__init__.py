@@ -1,0 +1,34 @@
+"""astra: analyse large batches of SDSS APOGEE spectra, grouping requests by their significant
+options so that each model is loaded once per worker.
+
+Public API::
+
+    from astra_cli import Method, Param, Spectrum, run
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from astra_cli.methods.base import Method, Param
+from astra_cli.version import __version__
+
+if TYPE_CHECKING:
+    from astra_cli.api import run
+    from astra_cli.spectra import Spectrum
+
+__all__ = ["Method", "Param", "Spectrum", "__version__", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    # run() and Spectrum pull in the planner, executor and store; importing them only when
+    # used keeps `astra --help` and shell completion fast.
+    if name == "run":
+        from astra_cli.api import run
+
+        return run
+    if name == "Spectrum":
+        from astra_cli.spectra import Spectrum
+
+        return Spectrum
+    raise AttributeError(f"module 'astra_cli' has no attribute {name!r}")

@@ -1,0 +1,276 @@
+"""The Python API, and the one code path the CLI uses too: collect observations, plan, execute,
+store. `run()` is for notebooks and scripts; `prepare()` and `execute_plan()` are its two halves,
+which `astra plan` and `astra analyse` use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from astra_cli.errors import UsageError
+from astra_cli.executor import BACKENDS, ChunkResult, ChunkTasks, execute
+from astra_cli.identifiers import (
+    IdentifierResolver,
+    Observation,
+    identifier_sources,
+    observation_from_path,
+)
+from astra_cli.methods.base import Method
+from astra_cli.methods.registry import load_method
+from astra_cli.planner import Plan, RequestSet, make_plan, sweep
+from astra_cli.progress import Progress, SilentProgress
+from astra_cli.store import ResultsStore, RunRecord
+from astra_cli.summary import Summary
+from astra_cli.version import __version__
+
+DEFAULT_OUTPUT_DIR = "astra-output"
+JOURNAL_DIRNAME = ".journals"
+
+
+@dataclass
+class Prepared:
+    """A plan and what it takes to execute it."""
+
+    method_class: type[Method]
+    plan: Plan
+    store: ResultsStore
+
+
+def default_jobs() -> int:
+    """Every core this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def collect_observations(
+    paths: Iterable[str | os.PathLike[str]] = (),
+    obs_options: Sequence[str] = (),
+    per_key: Mapping[str, Sequence[str]] | None = None,
+    identifiers: Iterable[Mapping[str, str]] = (),
+    *,
+    data_root: str | os.PathLike[str] | None = None,
+) -> list[Observation]:
+    """Observations from paths, `--obs` texts, per-key options and identifier mappings."""
+    observations = [observation_from_path(path) for path in paths]
+    sources = identifier_sources(obs_options, per_key or {})
+    sources += [(f"identifier {i}", dict(ident)) for i, ident in enumerate(identifiers, 1)]
+    if sources:
+        observations += IdentifierResolver(data_root).resolve_all(sources)
+    return observations
+
+
+def prepare(
+    method: str | type[Method],
+    observations: Sequence[Observation],
+    option_values: Mapping[str, Sequence[Any]],
+    *,
+    output_dir: str | os.PathLike[str] = DEFAULT_OUTPUT_DIR,
+    jobs: int | None = None,
+    chunk_size: int | None = None,
+    force: bool = False,
+    retry_failed: bool = False,
+) -> Prepared:
+    """Validate the request and plan it against the store; nothing runs.
+
+    Raises UsageError (exit code 2) for anything wrong with the request: no observations, an
+    unknown option or bad value, a required file that does not exist.
+    """
+    method_class = load_method(method) if isinstance(method, str) else method
+    if not observations:
+        raise UsageError(
+            "no observations given: name files, or use --obs KEY=VAL,... or the per-key "
+            "options (--release --apred --telescope --field --obj ...)"
+        )
+    combinations = sweep(option_values, method_class)
+    request_sets = [RequestSet(options, observations) for options in combinations or [{}]]
+    _check_required_files(method_class, combinations or [{}])
+    store = ResultsStore(output_dir)
+    plan = make_plan(
+        method_class,
+        request_sets,
+        store.statuses,
+        jobs=jobs or default_jobs(),
+        chunk_size=chunk_size,
+        force=force,
+        retry_failed=retry_failed,
+    )
+    return Prepared(method_class, plan, store)
+
+
+def _check_required_files(method_class: type[Method], combinations: list[dict]) -> None:
+    for options in combinations:
+        for required in method_class(**options).requires():
+            if not Path(required).is_file():
+                raise UsageError(
+                    f"{method_class.name} needs {required}, which "
+                    f"{'is not a file' if Path(required).exists() else 'does not exist'}"
+                )
+
+
+def execute_plan(
+    prepared: Prepared,
+    *,
+    backend: str = "loky",
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> Summary:
+    """Run every chunk of the plan, committing each chunk's results in one transaction as it
+    comes back. Ctrl-C stops handing out work; what finished is kept."""
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    plan, store = prepared.plan, prepared.store
+    progress = progress or SilentProgress()
+    summary = Summary(
+        method=plan.method,
+        output_dir=str(store.output_dir),
+        requested=plan.requested,
+        already_done=plan.already_done,
+        skipped_failed=plan.skipped_failed,
+        groups=len(plan.groups),
+        chunks=len(plan.chunks),
+    )
+    clock = time.perf_counter()
+    invocation = uuid.uuid4().hex[:12]
+    journal_dir = store.output_dir / JOURNAL_DIRNAME / invocation
+    numbering = ChunkTasks(journal_dir, invocation)
+    groups = {group.key: group for group in plan.groups}
+    tasks = [
+        numbering.make(
+            chunk.group_key,
+            plan.method,
+            groups[chunk.group_key].options,
+            [(observation.key, observation.path) for observation in chunk.observations],
+        )
+        for chunk in plan.chunks
+    ]
+    committer = _Committer(prepared, summary)
+    progress.started(plan)
+    try:
+        for result in execute(tasks, numbering, backend=backend, jobs=jobs or default_jobs()):
+            committer.commit(result)
+            progress.chunk_done(result, summary)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        shutil.rmtree(journal_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            journal_dir.parent.rmdir()  # only when no other invocation is using it
+        summary.pending = plan.to_run - summary.ran
+        summary.wall_seconds = time.perf_counter() - clock
+    progress.finished(summary)
+    return summary
+
+
+class _Committer:
+    """Turns chunk results into store rows, one transaction per chunk, and counts them."""
+
+    def __init__(self, prepared: Prepared, summary: Summary) -> None:
+        self.store = prepared.store
+        self.summary = summary
+        self.method_version = prepared.method_class.version
+        self.groups = {group.key: group for group in prepared.plan.groups}
+        self._observations: dict[str, dict[str, Observation]] = {}
+
+    def commit(self, result: ChunkResult) -> None:
+        group = self.groups[result.group_key]
+        observations = self._observations.get(group.key)
+        if observations is None:
+            observations = {obs.key: obs for obs in group.observations}
+            self._observations[group.key] = observations
+        records = []
+        for outcome in result.outcomes:
+            observation = observations[outcome.observation]
+            records.append(
+                RunRecord(
+                    group_key=group.key,
+                    observation=observation.key,
+                    method=group.method,
+                    method_version=self.method_version,
+                    options=group.significant,
+                    identifiers=dict(observation.identifiers) or None,
+                    input_path=observation.path,
+                    status="ok" if outcome.ok else "failed",
+                    result=outcome.result,
+                    error=outcome.error,
+                    started_at=outcome.started_at,
+                    duration_s=outcome.duration_s,
+                    astra_version=__version__,
+                )
+            )
+        self.store.write(records)
+        self.summary.ran += len(records)
+        self.summary.model_loads += int(result.model_loaded)
+        for outcome in result.outcomes:
+            if outcome.ok:
+                self.summary.ok += 1
+            else:
+                self.summary.note_failure(outcome.observation, outcome.error or "")
+
+
+def run(
+    method: str | type[Method],
+    observations: Iterable[str | os.PathLike[str] | Mapping[str, str] | Observation],
+    *,
+    output_dir: str | os.PathLike[str] = DEFAULT_OUTPUT_DIR,
+    data_root: str | os.PathLike[str] | None = None,
+    jobs: int | None = None,
+    backend: str = "loky",
+    chunk_size: int | None = None,
+    force: bool = False,
+    retry_failed: bool = False,
+    progress: Progress | None = None,
+    **options: Any,
+) -> Summary:
+    """Analyse observations with a method, exactly as `astra analyse` does.
+
+    observations
+        Paths to apStar/apVisit files, identifier mappings (`{"release": "dr17", "apred":
+        "dr17", "telescope": "apo25m", "field": "218-04", "obj": "2M0644..."}`), or both.
+    options
+        The method's options. A list or tuple of values is a sweep: the runs are every
+        observation times every combination of swept values.
+
+    Returns the Summary; results are in the store under `output_dir`.
+
+    Example::
+
+        import astra_cli
+        summary = astra_cli.run("snr", ["apVisit-r13-5095-55844-128.fits"], jobs=1)
+    """
+    paths, identifiers, given = [], [], []
+    for item in observations:
+        if isinstance(item, Observation):
+            given.append(item)
+        elif isinstance(item, Mapping):
+            identifiers.append(item)
+        else:
+            paths.append(item)
+    found = given + collect_observations(paths, identifiers=identifiers, data_root=data_root)
+    option_values = {
+        name: list(value) if isinstance(value, (list, tuple)) else [value]
+        for name, value in options.items()
+    }
+    prepared = prepare(
+        method,
+        found,
+        option_values,
+        output_dir=output_dir,
+        jobs=jobs,
+        chunk_size=chunk_size,
+        force=force,
+        retry_failed=retry_failed,
+    )
+    try:
+        return execute_plan(prepared, backend=backend, jobs=jobs, progress=progress)
+    finally:
+        prepared.store.close()

@@ -1,0 +1,114 @@
+"""`astra analyse METHOD ...`: plan, run every group with its model loaded once, store."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import typer
+
+from astra_cli.cli.common import ANALYSE_OPTIONS
+from astra_cli.cli.console import print_json, stderr_console
+from astra_cli.cli.errors import reported_errors
+from astra_cli.cli.method_commands import Invocation, MethodGroup, build_method_command
+from astra_cli.cli.plan import prepare_invocation
+
+if TYPE_CHECKING:
+    from astra_cli.methods.base import Method
+    from astra_cli.progress import Progress
+    from astra_cli.summary import Summary
+
+EXAMPLES = """\
+[bold]Examples[/]
+
+  One file:
+    astra analyse snr apVisit-r13-5095-55844-128.fits
+
+  Batch mode, per-key options zipped like the seed's tuples (a key given once applies to all):
+    astra analyse snr --release dr16 --apred r12 --telescope apo25m \\
+        --field 218-04 --obj 2M06440890-0610126 --field 000+14 --obj 2M16505794-2118004
+
+  A sweep: every observation with each value (one group, one model, per value):
+    astra analyse METHOD *.fits --OPTION 5 --OPTION 10
+
+  From cron: plain log lines, JSON summary, exit code 1 if any run failed:
+    astra analyse snr -o /data/astra --json /data/new/*.fits >> summary.jsonl
+"""
+
+
+def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
+    from astra_cli import api
+
+    common = invocation.common
+    with reported_errors(common["verbose"]):
+        prepared = prepare_invocation(method_class, invocation)
+        try:
+            summary = api.execute_plan(
+                prepared,
+                backend=common["backend"],
+                jobs=common["jobs"],
+                progress=_progress(common["quiet"]),
+            )
+        finally:
+            prepared.store.close()
+        if common["json"]:
+            print_json(summary.to_dict())
+        if not common["quiet"]:
+            render_summary(summary)
+        elif summary.failed:
+            render_failures(summary)
+    raise typer.Exit(summary.exit_code)
+
+
+def _progress(quiet: bool) -> Progress:
+    from astra_cli.progress import LineProgress, RichProgress, SilentProgress
+
+    if quiet:
+        return SilentProgress()
+    if sys.stderr.isatty():
+        return RichProgress(stderr_console())
+    return LineProgress()
+
+
+def render_summary(summary: Summary) -> None:
+    console = stderr_console()
+    loads = f"{summary.model_loads} model load{'s' if summary.model_loads != 1 else ''}"
+    console.print(
+        f"{summary.method}: {summary.requested} requested, {summary.already_done} already done, "
+        f"{summary.ran} ran ({summary.ok} ok, {summary.failed} failed) in {summary.groups} "
+        f"group(s) and {summary.chunks} chunk(s); {loads}; {summary.wall_seconds:.1f} s",
+        markup=False,
+        highlight=False,
+    )
+    render_failures(summary)
+    if summary.skipped_failed:
+        console.print(
+            f"{summary.skipped_failed} run(s) failed in an earlier invocation and were not "
+            "retried: use --retry-failed"
+        )
+    if summary.interrupted:
+        console.print(
+            f"interrupted: {summary.pending} run(s) not done; run the same command again to "
+            "finish them"
+        )
+    console.print(f"results: {summary.output_dir}", markup=False)
+
+
+def render_failures(summary: Summary) -> None:
+    console = stderr_console()
+    for failure in summary.failures:
+        console.print(f"  failed: {failure['observation']}: {failure['error']}", markup=False)
+    if summary.failed > len(summary.failures):
+        console.print(f"  ... and {summary.failed - len(summary.failures)} more failed run(s)")
+
+
+class AnalyseGroup(MethodGroup):
+    def build(self, method_class: type[Method]):
+        doc = (method_class.__doc__ or "").strip()
+        return build_method_command(
+            method_class,
+            analyse_action,
+            ANALYSE_OPTIONS,
+            help_text=f"Analyse observations with {method_class.name}.\n\n{doc}",
+            epilog=EXAMPLES,
+        )

@@ -1,0 +1,66 @@
+"""The `astra` command: the Typer application and its commands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from astra_cli.cli.analyse import AnalyseGroup
+from astra_cli.cli.methods import methods_command
+from astra_cli.cli.plan import PlanGroup
+
+HELP = """\
+Analyse large batches of SDSS APOGEE spectra.
+
+Name observations by path, by identifier (--obs, or per-key options zipped like the seed's
+tuples) and give one or more values of each method option. astra groups the runs by their
+significant options, loads each group's model once per worker, and keeps every result in a
+SQLite store under --output-dir.
+"""
+
+app = typer.Typer(
+    name="astra",
+    help=HELP,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from astra_cli.version import __version__
+
+        typer.echo(f"astra {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Analyse large batches of SDSS APOGEE spectra."""
+
+
+app.command("methods")(methods_command)
+app.add_typer(
+    typer.Typer(cls=AnalyseGroup, no_args_is_help=True),
+    name="analyse",
+    help="Analyse observations with a method: plan, run each group with its model loaded once, "
+    "store every result.",
+)
+app.add_typer(
+    typer.Typer(cls=PlanGroup, no_args_is_help=True),
+    name="plan",
+    help="Show the groups and chunks that `astra analyse` would run, without running anything.",
+)
+
+
+def main() -> None:
+    app(prog_name="astra")

@@ -1,0 +1,29 @@
+"""Where the CLI writes: results on stdout, everything else (progress, summaries, errors) on
+stderr, so that `astra ... --json | jq` and cron logs both work."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any
+
+
+@functools.cache
+def stderr_console():
+    """A rich console on stderr; rich itself turns colour and animation off when stderr is not
+    a terminal or NO_COLOR is set."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+
+def error(message: str) -> None:
+    """One line, `astra: error: ...`, on stderr."""
+    from rich.markup import escape
+
+    stderr_console().print(f"[bold red]astra: error:[/] {escape(message)}", soft_wrap=True)

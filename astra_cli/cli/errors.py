@@ -1,0 +1,40 @@
+"""How the CLI reports errors: one line on stderr and an exit code; a traceback only with
+--verbose."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+from astra_cli.cli.console import error, stderr_console
+from astra_cli.errors import AstraError
+from astra_cli.exit_codes import ExitCode
+
+
+def exit_with_error(message: str, code: int) -> None:
+    error(message)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def reported_errors(verbose: bool) -> Iterator[None]:
+    """Turn exceptions into a one-line message and the matching exit code."""
+    try:
+        yield
+    except AstraError as failure:
+        if verbose:
+            stderr_console().print(traceback.format_exc(), markup=False)
+        exit_with_error(str(failure), failure.exit_code)
+    except KeyboardInterrupt:
+        exit_with_error("interrupted", ExitCode.INTERRUPTED)
+    except Exception as failure:
+        if verbose:
+            raise
+        exit_with_error(
+            f"unexpected {type(failure).__name__}: {failure} "
+            "(rerun with --verbose for the traceback)",
+            ExitCode.RUNS_FAILED,
+        )

@@ -1,0 +1,223 @@
+"""One subcommand per method under `astra analyse` and `astra plan`, built when first asked for.
+
+Each method declares its options with `Param`; here they become real command-line options of
+`astra analyse METHOD` (so help, validation and tab completion know them), shown in their own
+help panel with their defaults and whether they are significant. Listing the methods reads only
+entry-point metadata; a method's module is imported only when its command is built.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from astra_cli.errors import AstraError
+from astra_cli.identifiers import IDENTIFIER_KEYS
+from astra_cli.methods.base import Method, Param
+from astra_cli.methods.registry import load_method, method_names
+
+INPUT_PANEL = "Observations"
+COMMON_PANEL = "Execution and output"
+
+_KEYWORD = inspect.Parameter.KEYWORD_ONLY
+_METHOD_PREFIX = "method__"
+_IDENTIFIER_PREFIX = "id__"
+
+PER_KEY_HELP = {
+    "release": "Data release (dr17, dr16, ...).",
+    "apred": "Reduction version (dr17, r12, ...).",
+    "telescope": "apo25m, lco25m or apo1m.",
+    "field": "Field name (218-04, 000+14, ...).",
+    "prefix": "ap (APO) or as (LCO); defaults from --telescope.",
+    "obj": "APOGEE object id (2M06440890-0610126).",
+    "apstar": "apStar directory; defaults to 'stars'.",
+    "plate": "Plate (apVisit).",
+    "mjd": "MJD of the visit (apVisit).",
+    "fiber": "Fiber (apVisit).",
+}
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What the user typed, sorted into its parts."""
+
+    paths: list[Path]
+    obs: list[str]
+    per_key: dict[str, list[str]]
+    method_options: dict[str, list[Any]]
+    common: dict[str, Any]
+
+
+def _option(name: str, annotation: Any, default: Any, option: Any) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, _KEYWORD, annotation=Annotated[annotation, option], default=default
+    )
+
+
+def input_parameters() -> list[inspect.Parameter]:
+    """Positional paths, `--obs`, and the repeatable per-key identifier options."""
+    parameters = [
+        _option(
+            "paths",
+            Optional[list[Path]],  # noqa: UP045 (typer reads this annotation at run time)
+            None,
+            typer.Argument(
+                help="apStar or apVisit files to analyse.",
+                show_default=False,
+                metavar="[PATH]...",
+            ),
+        ),
+        _option(
+            "obs",
+            Optional[list[str]],  # noqa: UP045
+            None,
+            typer.Option(
+                "--obs",
+                help="An observation by its identifier, KEY=VAL,KEY=VAL (repeatable).",
+                metavar="KEY=VAL,...",
+                rich_help_panel=INPUT_PANEL,
+                show_default=False,
+            ),
+        ),
+    ]
+    for key in IDENTIFIER_KEYS:
+        parameters.append(
+            _option(
+                _IDENTIFIER_PREFIX + key,
+                Optional[list[str]],  # noqa: UP045
+                None,
+                typer.Option(
+                    f"--{key}",
+                    help=PER_KEY_HELP[key] + " Repeatable; zipped with the other keys.",
+                    metavar="TEXT",
+                    rich_help_panel=INPUT_PANEL,
+                    show_default=False,
+                ),
+            )
+        )
+    return parameters
+
+
+def method_parameters(method_class: type[Method]) -> list[inspect.Parameter]:
+    """The method's own options; each may be repeated to sweep it (bool flags excepted)."""
+    panel = f"Options of {method_class.name}"
+    return [_method_parameter(param, panel) for param in method_class.params.values()]
+
+
+def _method_parameter(param: Param, panel: str) -> inspect.Parameter:
+    role = (
+        "significant: each value is its own group"
+        if param.significant
+        else "insignificant: does not split groups"
+    )
+    default = "" if param.required else f"; default {param.default}"
+    text = f"{param.help} [{role}{default}]".strip()
+    name = _METHOD_PREFIX + param.name
+    if param.type is bool:
+        flags = f"{param.flag}/--no-{param.flag[2:]}"
+        option = typer.Option(flags, help=text, rich_help_panel=panel, show_default=False)
+        return _option(name, Optional[bool], None, option)  # noqa: UP045
+    value_type: Any = param.type
+    if param.choices is not None:
+        value_type = Literal[tuple(param.choices)]
+    metavar = "PATH" if param.type is Path else param.type.__name__.upper()
+    option = typer.Option(
+        param.flag,
+        help=text + (" Repeat to sweep." if param.significant else ""),
+        metavar=metavar,
+        rich_help_panel=panel,
+        show_default=False,
+    )
+    return _option(name, Optional[list[value_type]], None, option)  # noqa: UP045
+
+
+def split_arguments(values: dict[str, Any]) -> Invocation:
+    """Sort a command's keyword arguments back into paths, identifiers, options."""
+    per_key, method_options, common = {}, {}, {}
+    for name, value in values.items():
+        if name.startswith(_IDENTIFIER_PREFIX):
+            per_key[name.removeprefix(_IDENTIFIER_PREFIX)] = value or []
+        elif name.startswith(_METHOD_PREFIX):
+            if value is not None:
+                method_options[name.removeprefix(_METHOD_PREFIX)] = (
+                    value if isinstance(value, list) else [value]
+                )
+        elif name not in ("paths", "obs"):
+            common[name] = value
+    return Invocation(
+        paths=values.get("paths") or [],
+        obs=values.get("obs") or [],
+        per_key=per_key,
+        method_options=method_options,
+        common=common,
+    )
+
+
+Action = Callable[[type[Method], Invocation], None]
+
+
+def build_method_command(
+    method_class: type[Method],
+    action: Action,
+    common: list[inspect.Parameter],
+    *,
+    help_text: str,
+    epilog: str | None = None,
+):
+    """A click command for one method: its signature is the inputs, the method's options and
+    the common options, built at run time from the method's declared Params."""
+    parameters = input_parameters() + method_parameters(method_class) + common
+
+    def command(**values: Any) -> None:
+        action(method_class, split_arguments(values))
+
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    app = typer.Typer(add_completion=False, rich_markup_mode="rich")
+    app.command(name=method_class.name, help=help_text, epilog=epilog)(command)
+    click_command = typer.main.get_command(app)
+    click_command.name = method_class.name
+    return click_command
+
+
+class MethodGroup(TyperGroup):
+    """A group whose subcommands are the installed methods, built lazily.
+
+    Subclasses set `build(method_class)` to make the command of one method.
+    """
+
+    def build(self, method_class: type[Method]):
+        raise NotImplementedError
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return method_names()
+
+    def get_command(self, ctx: Any, cmd_name: str):
+        if cmd_name not in method_names():
+            return None
+        try:
+            method_class = load_method(cmd_name)
+        except AstraError as error:
+            return _broken_method_command(cmd_name, str(error))
+        return self.build(method_class)
+
+
+def _broken_method_command(name: str, message: str):
+    """A stand-in for a plugin that fails to load: listed, and says why when run."""
+    from astra_cli.cli.errors import exit_with_error
+
+    app = typer.Typer(add_completion=False)
+
+    @app.command(name=name, help=f"(cannot be loaded: {message})")
+    def broken() -> None:
+        exit_with_error(message, 2)
+
+    click_command = typer.main.get_command(app)
+    click_command.name = name
+    return click_command

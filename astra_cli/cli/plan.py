@@ -1,0 +1,119 @@
+"""`astra plan METHOD ...`: the groups and chunks a request makes, nothing run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from astra_cli.cli.common import PLAN_OPTIONS
+from astra_cli.cli.console import print_json, stderr_console
+from astra_cli.cli.errors import reported_errors
+from astra_cli.cli.method_commands import Invocation, MethodGroup, build_method_command
+
+if TYPE_CHECKING:
+    from astra_cli.api import Prepared
+    from astra_cli.methods.base import Method
+    from astra_cli.planner import Plan
+
+
+def prepare_invocation(method_class: type[Method], invocation: Invocation) -> Prepared:
+    """Observations and option values from the command line -> a plan against the store."""
+    from astra_cli import api
+
+    common = invocation.common
+    observations = api.collect_observations(
+        invocation.paths, invocation.obs, invocation.per_key, data_root=common["data_root"]
+    )
+    return api.prepare(
+        method_class,
+        observations,
+        invocation.method_options,
+        output_dir=common["output_dir"],
+        jobs=common["jobs"],
+        chunk_size=common["chunk_size"],
+        force=common["force"],
+        retry_failed=common["retry_failed"],
+    )
+
+
+def plan_action(method_class: type[Method], invocation: Invocation) -> None:
+    with reported_errors(invocation.common["verbose"]):
+        prepared = prepare_invocation(method_class, invocation)
+        prepared.store.close()
+        if invocation.common["json"]:
+            print_json(plan_as_dict(prepared.plan))
+        else:
+            render_plan(prepared.plan)
+
+
+def plan_as_dict(plan: Plan) -> dict[str, Any]:
+    sizes = {}
+    for chunk in plan.chunks:
+        sizes.setdefault(chunk.group_key, []).append(len(chunk.observations))
+    return {
+        "method": plan.method,
+        "requested": plan.requested,
+        "already_done": plan.already_done,
+        "skipped_failed": plan.skipped_failed,
+        "to_run": plan.to_run,
+        "chunk_size": plan.chunk_size,
+        "groups": [
+            {
+                "key": group.key,
+                "options": group.significant,
+                "insignificant_options": {
+                    name: value
+                    for name, value in group.options.items()
+                    if name not in group.significant
+                },
+                "requested": group.requested,
+                "already_done": group.already_done,
+                "skipped_failed": group.skipped_failed,
+                "to_run": len(group.observations),
+                "chunks": sizes.get(group.key, []),
+            }
+            for group in plan.groups
+        ],
+    }
+
+
+def render_plan(plan: Plan) -> None:
+    """A table of groups on stdout: the plan is this command's result."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from astra_cli.progress import describe_plan
+
+    table = Table(title=describe_plan(plan), title_justify="left")
+    for column in ("group", "significant options", "requested", "done", "to run", "chunks"):
+        table.add_column(column, justify="right" if column not in ("group",) else "left")
+    table.columns[1].justify = "left"
+    details = plan_as_dict(plan)["groups"]
+    for group in details:
+        options = " ".join(f"{k}={v}" for k, v in group["options"].items()) or "(none)"
+        table.add_row(
+            group["key"],
+            options,
+            str(group["requested"]),
+            str(group["already_done"]),
+            str(group["to_run"]),
+            str(len(group["chunks"])),
+        )
+    Console().print(table)
+    if plan.skipped_failed:
+        stderr_console().print(
+            f"{plan.skipped_failed} run(s) failed before and will not be retried "
+            "(use --retry-failed)"
+        )
+
+
+class PlanGroup(MethodGroup):
+    def build(self, method_class: type[Method]):
+        return build_method_command(
+            method_class,
+            plan_action,
+            PLAN_OPTIONS,
+            help_text=(
+                f"Show how {method_class.name} runs would be grouped and chunked; run nothing.\n\n"
+                f"{method_class.summary()}"
+            ),
+        )

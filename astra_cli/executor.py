@@ -1,0 +1,364 @@
+"""The executor: chunks -> joblib workers -> results streamed back as chunks finish.
+
+In each worker process a small cache keyed by the group holds the loaded model, so a group's
+model is loaded at most once per worker, however many of its chunks that worker runs. An
+exception in one observation fails that run only. A worker that dies (killed by the OS, a
+segfault) fails the observation it had in hand; what it had finished is recovered from the
+chunk's journal and what it had not started is run by a new worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from astra_cli.journal import ChunkJournal, read_journal
+from astra_cli.methods.base import Method
+from astra_cli.methods.registry import load_method
+from astra_cli.outcome import Outcome
+from astra_cli.spectra import SpectrumReadError
+
+BACKENDS = ("loky", "threading", "sequential")
+"""joblib backends astra runs on. loky (processes) is the default; threading suits methods
+whose work releases the GIL; sequential runs everything in the invoking process."""
+
+MODEL_CACHE_SIZE = 2
+"""Models kept per worker. Chunks are handed out group by group, so a worker needs the model
+of the group it is on and, at a boundary, the one before; more would only hold memory."""
+
+MAX_FRUITLESS_RESTARTS = 2
+"""Times the worker pool may break without any run to blame (a crash outside an observation,
+say while importing a plugin) before the remaining runs are failed rather than retried."""
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """Everything a worker needs for one chunk, as plain picklable data."""
+
+    chunk_id: str
+    group_key: str
+    method: str
+    options: Mapping[str, Any]
+    observations: tuple[tuple[str, str], ...]
+    """(observation key, path) pairs."""
+    journal: str
+
+
+@dataclass
+class ChunkResult:
+    """A chunk's outcomes, as they come back to the invoking process."""
+
+    chunk_id: str
+    group_key: str
+    outcomes: list[Outcome]
+    model_loaded: bool = False
+    """This chunk loaded the group's model (the cache did not have it)."""
+    worker_pid: int = field(default_factory=os.getpid)
+
+
+# --- worker side ------------------------------------------------------------------------------
+
+
+@dataclass
+class _CachedModel:
+    model: Any = None
+    error: str | None = None
+    """Why loading failed, so later chunks of the group fail at once instead of reloading."""
+
+
+_models: OrderedDict[str, _CachedModel] = OrderedDict()
+_models_lock = threading.Lock()
+_group_locks: dict[str, threading.Lock] = {}
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+def run_chunk(task: ChunkTask) -> ChunkResult:
+    """Analyse one chunk in a worker: get the group's model (loading it at most once per
+    process), then analyse every observation, journaling as it goes."""
+    journal = ChunkJournal(task.journal)
+    try:
+        method = load_method(task.method)(**task.options)
+        try:
+            model, loaded = _model_for(task.group_key, method, journal)
+        except ModelLoadError as error:
+            now = time.time()
+            outcomes = [Outcome(key, None, str(error), now, 0.0) for key, _ in task.observations]
+            return ChunkResult(task.chunk_id, task.group_key, outcomes)
+        if type(method).analyse_batch is Method.analyse_batch:
+            outcomes = [
+                _analyse_one(method, model, key, path, journal) for key, path in task.observations
+            ]
+        else:
+            outcomes = _analyse_batch(method, model, task.observations, journal)
+        return ChunkResult(task.chunk_id, task.group_key, outcomes, model_loaded=loaded)
+    finally:
+        journal.close()
+
+
+def _model_for(group_key: str, method: Method, journal: ChunkJournal) -> tuple[Any, bool]:
+    with _models_lock:
+        group_lock = _group_locks.setdefault(group_key, threading.Lock())
+    with group_lock:
+        with _models_lock:
+            cached = _models.get(group_key)
+            if cached is not None:
+                _models.move_to_end(group_key)
+        if cached is None:
+            journal.loading()
+            try:
+                cached = _CachedModel(model=method.load_model())
+            except Exception as error:
+                cached = _CachedModel(error=f"load_model failed: {describe_error(error)}")
+            journal.loaded()
+            with _models_lock:
+                _models[group_key] = cached
+                while len(_models) > MODEL_CACHE_SIZE:
+                    _models.popitem(last=False)
+            loaded_now = cached.error is None
+        else:
+            loaded_now = False
+    if cached.error is not None:
+        raise ModelLoadError(cached.error)
+    return cached.model, loaded_now
+
+
+def forget_models() -> None:
+    """Empty this process's model cache (for the Python API between unrelated sessions)."""
+    with _models_lock:
+        _models.clear()
+
+
+def _analyse_one(method: Method, model: Any, key: str, path: str, journal: ChunkJournal) -> Outcome:
+    journal.started([key])
+    started = time.time()
+    clock = time.perf_counter()
+    try:
+        spectrum = method.read_observation(path)
+        result, error = clean_result(method.analyse_batch(model, [spectrum])[0]), None
+    except Exception as exception:
+        result, error = None, describe_error(exception)
+    outcome = Outcome(key, result, error, started, time.perf_counter() - clock)
+    journal.finished(outcome)
+    return outcome
+
+
+def _analyse_batch(
+    method: Method,
+    model: Any,
+    observations: Sequence[tuple[str, str]],
+    journal: ChunkJournal,
+) -> list[Outcome]:
+    """Read every spectrum, analyse the readable ones in one `analyse_batch` call, and fall
+    back to one at a time if the batch raises, so that one bad spectrum fails alone."""
+    journal.started([key for key, _ in observations])
+    outcomes: dict[str, Outcome] = {}
+    readable: list[tuple[str, str, Any]] = []
+    for key, path in observations:
+        started, clock = time.time(), time.perf_counter()
+        try:
+            readable.append((key, path, method.read_observation(path)))
+        except Exception as exception:
+            outcomes[key] = Outcome(
+                key, None, describe_error(exception), started, time.perf_counter() - clock
+            )
+            journal.finished(outcomes[key])
+    started, clock = time.time(), time.perf_counter()
+    try:
+        results = method.analyse_batch(model, [spectrum for _, _, spectrum in readable])
+        if len(results) != len(readable):
+            raise ValueError(
+                f"analyse_batch returned {len(results)} results for {len(readable)} spectra"
+            )
+        cleaned = [clean_result(result) for result in results]
+    except Exception:
+        cleaned = None
+    if cleaned is None:
+        for key, path, _ in readable:
+            outcomes[key] = _analyse_one(method, model, key, path, journal)
+    else:
+        each = (time.perf_counter() - clock) / max(len(readable), 1)
+        for (key, _, _), result in zip(readable, cleaned, strict=True):
+            outcomes[key] = Outcome(key, result, None, started, each)
+            journal.finished(outcomes[key])
+    return [outcomes[key] for key, _ in observations]
+
+
+def clean_result(result: Any) -> dict[str, Any]:
+    """Check a method's result and make it storable: a dict of column name -> number, string,
+    bool or None; numpy scalars become Python scalars and NaN or infinity becomes None."""
+    if not isinstance(result, Mapping):
+        raise TypeError(f"the method returned a {type(result).__name__}, not a dict of columns")
+    cleaned: dict[str, Any] = {}
+    for name, value in result.items():
+        if not (isinstance(name, str) and name.isidentifier()):
+            raise TypeError(f"result column names must be identifiers, not {name!r}")
+        if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+            try:
+                value = value.item()
+            except ValueError:
+                raise TypeError(
+                    f"result column {name!r} must be one number, string or bool, "
+                    f"not an array of shape {getattr(value, 'shape', '?')}"
+                ) from None
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        if value is not None and not isinstance(value, (bool, int, float, str)):
+            raise TypeError(
+                f"result column {name!r} must be a number, string or bool, "
+                f"not {type(value).__name__}"
+            )
+        cleaned[name] = value
+    return cleaned
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for the store: the exception and where in the method it was raised."""
+    if isinstance(error, SpectrumReadError):
+        return str(error)
+    message = f"{type(error).__name__}: {error}"
+    frames = traceback.extract_tb(error.__traceback__)
+    if frames:
+        last = frames[-1]
+        message += f" (in {last.name}, {Path(last.filename).name}:{last.lineno})"
+    return message
+
+
+# --- invoking-process side --------------------------------------------------------------------
+
+
+class ChunkTasks:
+    """Numbers chunk tasks and their journals for one invocation."""
+
+    def __init__(self, journal_dir: Path, invocation: str) -> None:
+        self.journal_dir = journal_dir
+        self.invocation = invocation
+        self._numbers = itertools.count()
+        journal_dir.mkdir(parents=True, exist_ok=True)
+
+    def make(
+        self,
+        group_key: str,
+        method: str,
+        options: Mapping[str, Any],
+        observations: Sequence[tuple[str, str]],
+    ) -> ChunkTask:
+        chunk_id = f"{self.invocation}-{next(self._numbers)}"
+        journal = str(self.journal_dir / f"{chunk_id}.jsonl")
+        return ChunkTask(chunk_id, group_key, method, dict(options), tuple(observations), journal)
+
+
+def execute(
+    tasks: Sequence[ChunkTask], numbering: ChunkTasks, *, backend: str = "loky", jobs: int = 1
+) -> Iterator[ChunkResult]:
+    """Run chunk tasks on a joblib backend and yield each chunk's result as it finishes.
+
+    When the worker pool breaks because a worker died, the chunks that did not come back are
+    recovered from their journals (see `recover`) and the rest is resubmitted to a new pool.
+    On KeyboardInterrupt, what the journals show finished is yielded before re-raising.
+    """
+    from concurrent.futures.process import BrokenProcessPool
+
+    pending = list(tasks)
+    fruitless_restarts = 0
+    while pending:
+        returned: set[str] = set()
+        journals = {task.chunk_id: Path(task.journal) for task in pending}
+        try:
+            for result in _parallel(backend, jobs, pending):
+                returned.add(result.chunk_id)
+                journals[result.chunk_id].unlink(missing_ok=True)
+                yield result
+            return
+        except BrokenProcessPool as error:
+            unfinished = [task for task in pending if task.chunk_id not in returned]
+            cause = worker_death_cause(error)
+            recovered, pending = recover(unfinished, numbering, died=cause)
+            yield from recovered
+            if any(not outcome.ok for result in recovered for outcome in result.outcomes):
+                continue
+            fruitless_restarts += 1
+            if fruitless_restarts > MAX_FRUITLESS_RESTARTS:
+                yield from _fail_all(pending, f"worker processes keep dying ({cause})")
+                return
+        except GeneratorExit:
+            raise
+        except BaseException:
+            unfinished = [task for task in pending if task.chunk_id not in returned]
+            recovered, _ = recover(unfinished, numbering, died=None)
+            yield from recovered
+            raise
+
+
+def _parallel(backend: str, jobs: int, tasks: Sequence[ChunkTask]) -> Iterator[ChunkResult]:
+    from joblib import Parallel, delayed
+
+    parallel = Parallel(n_jobs=jobs, backend=backend, return_as="generator_unordered", batch_size=1)
+    return parallel(delayed(run_chunk)(task) for task in tasks)
+
+
+def recover(
+    tasks: Sequence[ChunkTask], numbering: ChunkTasks, *, died: str | None
+) -> tuple[list[ChunkResult], list[ChunkTask]]:
+    """What to keep and what to redo of chunks whose result never came back.
+
+    Finished runs in a journal are kept. With `died` (the pool broke): the observation in hand,
+    or every unfinished one if the model was loading, fails with that cause; observations never
+    started go into new tasks. Without it (interrupted): nothing fails; unfinished runs stay
+    pending for the next invocation.
+    """
+    results: list[ChunkResult] = []
+    retry: list[ChunkTask] = []
+    for task in tasks:
+        state = read_journal(task.journal)
+        if not state.exists:
+            retry.append(task)
+            continue
+        outcomes = list(state.finished)
+        finished = {outcome.observation for outcome in outcomes}
+        unfinished = [(key, path) for key, path in task.observations if key not in finished]
+        if died is not None:
+            now = time.time()
+            if state.loading:
+                blamed = {key for key, _ in unfinished}
+                message = f"worker process died while loading the model: {died}"
+            else:
+                blamed = set(state.in_progress)
+                message = f"worker process died while analysing this observation: {died}"
+            outcomes += [Outcome(key, None, message, now, 0.0) for key in sorted(blamed)]
+            not_started = [(key, path) for key, path in unfinished if key not in blamed]
+            if not_started:
+                retry.append(numbering.make(task.group_key, task.method, task.options, not_started))
+        results.append(ChunkResult(task.chunk_id, task.group_key, outcomes))
+        Path(task.journal).unlink(missing_ok=True)
+    return results, retry
+
+
+def worker_death_cause(error: BaseException) -> str:
+    """A short cause from joblib's message, which names the workers' exit codes."""
+    found = re.search(r"exit codes of the workers are (\{[^}]*\})", str(error))
+    codes = f"exit codes {found.group(1)}" if found else type(error).__name__
+    return (
+        f"{codes}; killed by the OS (out of memory?) or crashed. If several workers were "
+        "busy, the others were stopped with it: rerun with --retry-failed"
+    )
+
+
+def _fail_all(tasks: Sequence[ChunkTask], message: str) -> Iterator[ChunkResult]:
+    now = time.time()
+    for task in tasks:
+        outcomes = [Outcome(key, None, message, now, 0.0) for key, _ in task.observations]
+        Path(task.journal).unlink(missing_ok=True)
+        yield ChunkResult(task.chunk_id, task.group_key, outcomes)

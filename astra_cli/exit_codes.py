@@ -1,0 +1,28 @@
+"""Exit codes, in one place, so that scripts and cron jobs can rely on them."""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What `astra` returns to the shell.
+
+    Kept stable across releases: cron wrappers branch on these numbers.
+    """
+
+    OK = 0
+    """Everything requested is done (now or by an earlier invocation)."""
+
+    RUNS_FAILED = 1
+    """Some runs failed; every other result was written."""
+
+    USAGE = 2
+    """Bad usage or input: nothing was run."""
+
+    LOCKED = 75
+    """Everything that was needed was locked by another invocation (EX_TEMPFAIL)."""
+
+    INTERRUPTED = 130
+    """Interrupted by Ctrl-C (SIGINT); what finished is kept."""
+
+    TERMINATED = 143
+    """Stopped by SIGTERM; what finished is kept."""

@@ -1,0 +1,1 @@
+"""Analysis methods: the Method API, the registry, and the built-in methods."""

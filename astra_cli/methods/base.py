@@ -1,0 +1,230 @@
+"""The Method API: how an analysis declares its options, loads its model once, and analyses
+spectra.
+
+It mirrors the seed's `BaseTask`: the expensive set-up (`load_model`) is separated from the
+per-observation work (`analyse`), so the executor can load a model once per group per worker and
+loop through that group's observations, exactly as `get_batch_tasks()` did. A method knows
+nothing of joblib, SQLite or the command line.
+
+Example::
+
+    from astra_cli import Method, Param
+
+    class Continuum(Method):
+        '''Median flux of each spectrum above a threshold.'''
+
+        threshold = Param(0.0, help="Ignore pixels below this flux.")
+        n_threads = Param(1, significant=False, help="Threads for the fit.")
+
+        def load_model(self):
+            return load_expensive_model()          # once per group per worker
+
+        def analyse(self, model, spectrum):
+            return {"median_flux": ...}            # once per observation
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from astra_cli.errors import UsageError, did_you_mean
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from astra_cli.spectra import Spectrum
+
+
+class _Required:
+    """Marks a `Param` without a default: the user must give a value."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+_SCALAR_TYPES = (bool, int, float, str, Path)
+
+
+@dataclass(frozen=True)
+class Param:
+    """A typed option of a method.
+
+    significant
+        Whether the option changes the result. Significant options (the default) split runs
+        into separate groups and are part of each run's identity in the results store, so
+        changing one reruns the analysis. Insignificant ones (thread counts, verbosity) do
+        neither: runs that differ only in them share one group and one model.
+    type
+        `int`, `float`, `str`, `bool` or `pathlib.Path`; taken from the default when omitted.
+        Path values are made absolute, so one file named two ways is one group.
+    choices
+        The allowed values, when there is a short list of them.
+    """
+
+    default: Any = REQUIRED
+    significant: bool = True
+    help: str = ""
+    type: type | None = None
+    choices: tuple[Any, ...] | None = None
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.type is None:
+            if self.default is REQUIRED or self.default is None:
+                raise TypeError("Param needs type= when it has no default")
+            inferred = Path if isinstance(self.default, Path) else type(self.default)
+            object.__setattr__(self, "type", inferred)
+        if self.type not in _SCALAR_TYPES:
+            raise TypeError(f"Param type must be one of {_SCALAR_TYPES}, not {self.type!r}")
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        object.__setattr__(self, "name", name)
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    @property
+    def flag(self) -> str:
+        """The command-line spelling of this option."""
+        return "--" + self.name.replace("_", "-")
+
+    def coerce(self, value: Any) -> Any:
+        """Convert a value (often a string from a command line or manifest) to this type.
+
+        Returns JSON-friendly values (paths become absolute strings) because option values
+        are hashed into group keys and stored in the results store.
+        """
+        kind = self.type
+        try:
+            if kind is bool:
+                converted: Any = _parse_bool(value)
+            elif kind is Path:
+                converted = str(Path(value).expanduser().absolute())
+            elif kind is float:
+                converted = float(value)
+                if not math.isfinite(converted):
+                    raise ValueError("not a finite number")
+            elif kind is int:
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError("not a whole number")
+                converted = int(value)
+            else:
+                converted = str(value)
+        except (TypeError, ValueError) as error:
+            raise UsageError(
+                f"option {self.flag}: {value!r} is not a valid {kind.__name__} ({error})"
+            ) from None
+        if self.choices is not None and converted not in self.choices:
+            allowed = ", ".join(map(str, self.choices))
+            raise UsageError(f"option {self.flag}: {value!r} is not one of {allowed}")
+        return converted
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "y", "on"}:
+        return True
+    if text in {"0", "false", "no", "n", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+class Method:
+    """Base class of every analysis method.
+
+    Subclasses declare options as class attributes (`order = Param(5)`), and implement
+    `analyse` (or `analyse_batch`) and, when they have one, `load_model`. An instance holds one
+    set of option values: the options are attributes (`self.order`).
+    """
+
+    name: ClassVar[str] = ""
+    """The name users type (`astra analyse NAME`); set from the entry point when loaded."""
+
+    version: ClassVar[str] = "1"
+    """Part of every run's identity: bump it when a change to the method changes its results,
+    so that stored results of the old version are not taken for new ones."""
+
+    params: ClassVar[dict[str, Param]] = {}
+    """Every declared option, in declaration order, inherited ones first."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        params: dict[str, Param] = {}
+        for klass in reversed(cls.__mro__):
+            params.update({k: v for k, v in vars(klass).items() if isinstance(v, Param)})
+        cls.params = params
+
+    def __init__(self, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self.params))
+        if unknown:
+            flag = "--" + unknown[0].replace("_", "-")
+            hint = did_you_mean(unknown[0], list(self.params))
+            raise UsageError(f"method {self.name!r} has no option {flag}{hint}")
+        for param_name, param in self.params.items():
+            if param_name in options and options[param_name] is not None:
+                value = param.coerce(options[param_name])
+            elif param.required:
+                raise UsageError(f"method {self.name!r} needs {param.flag}: {param.help}")
+            else:
+                value = param.default if param.default is None else param.coerce(param.default)
+            setattr(self, param_name, value)
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the docstring: what `astra methods` shows."""
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.params}
+
+    @property
+    def significant_options(self) -> dict[str, Any]:
+        """The options that define the group (and the model) a run belongs to."""
+        return {n: getattr(self, n) for n, p in self.params.items() if p.significant}
+
+    def requires(self) -> list[Path]:
+        """Files that must exist before anything runs (checked once, in the invoking process).
+
+        By default, the value of every `Path` option.
+        """
+        return [
+            Path(getattr(self, name))
+            for name, param in self.params.items()
+            if param.type is Path and getattr(self, name) is not None
+        ]
+
+    def load_model(self) -> Any:
+        """Load whatever is expensive (a grid, a trained model). Called once per group per
+        worker process; the value is passed to every `analyse` call of that group."""
+        return None
+
+    def read_observation(self, path: str) -> Spectrum:
+        """Read one observation; override for products other than apStar and apVisit."""
+        from astra_cli.spectra import read_spectrum
+
+        return read_spectrum(path)
+
+    def analyse(self, model: Any, spectrum: Spectrum) -> dict[str, Any]:
+        """Analyse one spectrum; return the result columns (name -> number, string or bool)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} implements neither analyse nor analyse_batch"
+        )
+
+    def analyse_batch(self, model: Any, spectra: Sequence[Spectrum]) -> list[dict[str, Any]]:
+        """Analyse many spectra at once: override where the work vectorises across spectra
+        (a chi-square over a grid for B spectra is one matrix product, not B loops).
+
+        If this raises, the executor retries the spectra one at a time, so one bad spectrum
+        fails alone.
+        """
+        return [self.analyse(model, spectrum) for spectrum in spectra]

@@ -1,0 +1,58 @@
+"""Find methods through the `astra_cli.methods` entry-point group.
+
+Built-in methods register exactly as plugins do (see pyproject.toml), so a separately
+installed package adds a method by declaring, in its own pyproject.toml::
+
+    [project.entry-points."astra_cli.methods"]
+    mymethod = "mypackage.module:MyMethod"
+
+Listing names reads only package metadata, so shell completion stays fast; loading a method
+imports its module, which must not import numpy or astropy at module level.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib.metadata import EntryPoint, entry_points
+
+from astra_cli.errors import UsageError, did_you_mean
+from astra_cli.methods.base import Method
+
+ENTRY_POINT_GROUP = "astra_cli.methods"
+
+
+@functools.cache
+def _entry_points() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def method_names() -> list[str]:
+    """Names of every installed method, sorted, without importing any of them."""
+    return sorted(_entry_points())
+
+
+@functools.cache
+def load_method(name: str) -> type[Method]:
+    """The method class registered under `name`.
+
+    Raises UsageError for an unknown name (with the closest known name) or for a plugin that
+    fails to import or is not a Method subclass.
+    """
+    entry_point = _entry_points().get(name)
+    if entry_point is None:
+        known = method_names()
+        raise UsageError(
+            f"unknown method {name!r}{did_you_mean(name, known)}; "
+            f"installed methods: {', '.join(known) or 'none'} (see `astra methods`)"
+        )
+    try:
+        method_class = entry_point.load()
+    except Exception as error:
+        raise UsageError(
+            f"method {name!r} ({entry_point.value}) failed to import: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    if not (isinstance(method_class, type) and issubclass(method_class, Method)):
+        raise UsageError(f"method {name!r} ({entry_point.value}) is not an astra_cli.Method")
+    method_class.name = name
+    return method_class

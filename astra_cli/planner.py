@@ -1,0 +1,186 @@
+"""The planner: requested runs -> groups by significant options -> chunks for the workers.
+
+This is the seed's scheduler. A run is (method, significant options, observation). Runs that
+share the method and its significant options form a group, which needs one model; insignificant
+options never split a group. Runs already in the store are dropped with one bulk query, and
+each group is cut into chunks so that every worker has work.
+
+Pure: no I/O except through the `lookup_statuses` callable it is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from astra_cli.errors import UsageError
+from astra_cli.identifiers import Observation
+from astra_cli.methods.base import Method
+
+CHUNKS_PER_WORKER = 4
+"""Aim for this many chunks per worker: enough to even out uneven chunks, few enough that the
+per-chunk overhead (a task sent, a transaction committed) stays negligible."""
+
+MAX_CHUNK_SIZE = 256
+"""Upper bound on the automatic chunk size: it bounds a worker's memory for one chunk and how
+much work a crashed worker can take with it, and keeps progress moving."""
+
+StatusLookup = Callable[[Sequence[str]], Mapping[str, Mapping[str, str]]]
+"""group keys -> {group_key: {observation key: stored status}}."""
+
+
+@dataclass(frozen=True)
+class RequestSet:
+    """Observations to analyse with one set of option values (one value per option)."""
+
+    options: Mapping[str, Any]
+    observations: Sequence[Observation]
+
+
+@dataclass
+class Group:
+    """Runs that share a method and its significant options, and so one model."""
+
+    key: str
+    method: str
+    options: dict[str, Any]
+    """Every option the method is constructed with (significant and insignificant)."""
+    significant: dict[str, Any]
+    observations: list[Observation] = field(default_factory=list)
+    """The runs to do, after dropping those already done."""
+    requested: int = 0
+    already_done: int = 0
+    skipped_failed: int = 0
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A slice of a group handed to one worker call."""
+
+    group_key: str
+    index: int
+    observations: tuple[Observation, ...]
+
+
+@dataclass
+class Plan:
+    method: str
+    groups: list[Group]
+    chunks: list[Chunk]
+    chunk_size: int
+
+    @property
+    def requested(self) -> int:
+        return sum(group.requested for group in self.groups)
+
+    @property
+    def already_done(self) -> int:
+        return sum(group.already_done for group in self.groups)
+
+    @property
+    def skipped_failed(self) -> int:
+        return sum(group.skipped_failed for group in self.groups)
+
+    @property
+    def to_run(self) -> int:
+        return sum(len(group.observations) for group in self.groups)
+
+    def group(self, key: str) -> Group:
+        return next(group for group in self.groups if group.key == key)
+
+
+def group_key(method: str, method_version: str, significant: Mapping[str, Any]) -> str:
+    """A run group's stable identity: a hash of the method, its version and its significant
+    options (canonical JSON), so it is the same in every invocation and on every machine."""
+    canonical = json.dumps(
+        [method, method_version, dict(significant)], sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def sweep(option_values: Mapping[str, Sequence[Any]], method_class: type[Method]) -> list[dict]:
+    """Every combination of the given option values: an option given several times is a sweep.
+
+    An insignificant option cannot be swept: it would not change the result, so the runs it
+    would add are the same runs.
+    """
+    for name, values in option_values.items():
+        param = method_class.params.get(name)
+        if param is not None and not param.significant and len(set(values)) > 1:
+            raise UsageError(
+                f"option {param.flag} does not change results (it is insignificant), so it "
+                "cannot be swept; give it once"
+            )
+    given = {name: list(values) for name, values in option_values.items() if values}
+    names = list(given)
+    return [
+        dict(zip(names, combination, strict=True))
+        for combination in itertools.product(*given.values())
+    ]
+
+
+def make_plan(
+    method_class: type[Method],
+    request_sets: Iterable[RequestSet],
+    lookup_statuses: StatusLookup,
+    *,
+    jobs: int = 1,
+    chunk_size: int | None = None,
+    force: bool = False,
+    retry_failed: bool = False,
+) -> Plan:
+    """Expand request sets into runs, group them, drop those done, and chunk the rest.
+
+    force
+        Rerun runs that are already done (or failed).
+    retry_failed
+        Rerun runs that failed before; without it they are reported but left alone.
+    """
+    if chunk_size is not None and chunk_size < 1:
+        raise UsageError(f"--chunk-size must be at least 1, not {chunk_size}")
+    groups: dict[str, Group] = {}
+    requested: dict[str, dict[str, Observation]] = {}
+    for request in request_sets:
+        method = method_class(**request.options)
+        significant = method.significant_options
+        key = group_key(method_class.name, method_class.version, significant)
+        if key not in groups:
+            groups[key] = Group(key, method_class.name, method.options, significant)
+            requested[key] = {}
+        runs = requested[key]
+        for observation in request.observations:
+            runs.setdefault(observation.key, observation)
+
+    stored = lookup_statuses(list(groups)) if groups and not force else {}
+    for key, group in groups.items():
+        statuses = stored.get(key, {})
+        group.requested = len(requested[key])
+        for observation_key, observation in requested[key].items():
+            status = statuses.get(observation_key)
+            if status == "ok":
+                group.already_done += 1
+            elif status == "failed" and not retry_failed:
+                group.skipped_failed += 1
+            else:
+                group.observations.append(observation)
+
+    total = sum(len(group.observations) for group in groups.values())
+    size = chunk_size or automatic_chunk_size(total, jobs)
+    chunks = [
+        Chunk(group.key, index, tuple(group.observations[start : start + size]))
+        for group in groups.values()
+        for index, start in enumerate(range(0, len(group.observations), size))
+    ]
+    return Plan(method_class.name, list(groups.values()), chunks, size)
+
+
+def automatic_chunk_size(runs: int, jobs: int) -> int:
+    """Chunks small enough that all `jobs` workers get several, capped at MAX_CHUNK_SIZE."""
+    if runs <= 0:
+        return 1
+    return max(1, min(MAX_CHUNK_SIZE, math.ceil(runs / (max(jobs, 1) * CHUNKS_PER_WORKER))))

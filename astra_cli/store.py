@@ -1,0 +1,210 @@
+"""The results store: one SQLite database in the output directory, one row per run.
+
+SQLite because completeness is then one indexed query rather than a million `stat` calls, a
+chunk's results land in one transaction (a killed invocation leaves no half-written result), and
+several invocations can share an output directory on a local disk. Only the invoking process
+writes; workers send their results back to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from astra_cli.errors import UsageError
+
+STORE_FILENAME = "astra.sqlite"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 60_000
+
+_SCHEMA = (
+    """
+CREATE TABLE IF NOT EXISTS runs (
+    group_key      TEXT NOT NULL,
+    observation    TEXT NOT NULL,
+    method         TEXT NOT NULL,
+    method_version TEXT NOT NULL,
+    options        TEXT NOT NULL,
+    identifiers    TEXT,
+    input_path     TEXT NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    result         TEXT,
+    error          TEXT,
+    started_at     REAL,
+    duration_s     REAL,
+    astra_version  TEXT NOT NULL,
+    PRIMARY KEY (group_key, observation)
+) WITHOUT ROWID
+""",
+    "CREATE INDEX IF NOT EXISTS runs_by_method ON runs (method, status)",
+)
+
+_COLUMNS = (
+    "group_key", "observation", "method", "method_version", "options", "identifiers",
+    "input_path", "status", "result", "error", "started_at", "duration_s", "astra_version",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One finished run, as the store keeps it."""
+
+    group_key: str
+    observation: str
+    method: str
+    method_version: str
+    options: dict[str, Any]
+    identifiers: dict[str, str] | None
+    input_path: str
+    status: str
+    result: dict[str, Any] | None
+    error: str | None
+    started_at: float | None
+    duration_s: float | None
+    astra_version: str
+
+
+class ResultsStore:
+    """The SQLite results store of one output directory.
+
+    Opening creates the directory and the database when they do not exist, in WAL mode so that
+    readers never block the writer and a crash leaves the database consistent.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike[str]) -> None:
+        self.output_dir = Path(output_dir)
+        self.path = self.output_dir / STORE_FILENAME
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self._connection = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            )
+            self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._connection.execute("PRAGMA journal_mode = WAL")
+            self._connection.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except (OSError, sqlite3.Error) as error:
+            raise UsageError(
+                f"cannot open the results store {self.path}: {error} "
+                "(choose a writable directory with --output-dir)"
+            ) from None
+
+    def _migrate(self) -> None:
+        (version,) = self._connection.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise UsageError(
+                f"{self.path} was written by a newer astra (schema {version}); upgrade astra"
+            )
+        if version < SCHEMA_VERSION:
+            with self.transaction():
+                for statement in _SCHEMA:
+                    self._connection.execute(statement)
+                self._connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def transaction(self) -> _Transaction:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error): takes the write lock up front, so a
+        concurrent writer waits for the busy timeout instead of failing half-way."""
+        return _Transaction(self._connection)
+
+    def statuses(self, group_keys: Sequence[str]) -> dict[str, dict[str, str]]:
+        """{group_key: {observation: status}} for every stored run of these groups, in one
+        query."""
+        found: dict[str, dict[str, str]] = {key: {} for key in group_keys}
+        if not group_keys:
+            return found
+        placeholders = ",".join("?" * len(group_keys))
+        query = (
+            f"SELECT group_key, observation, status FROM runs WHERE group_key IN ({placeholders})"
+        )
+        for group_key, observation, status in self._connection.execute(query, list(group_keys)):
+            found[group_key][observation] = status
+        return found
+
+    def write(self, records: Iterable[RunRecord]) -> int:
+        """Insert or replace runs in one transaction; returns how many."""
+        rows = [_to_row(record) for record in records]
+        if not rows:
+            return 0
+        placeholders = ",".join("?" * len(_COLUMNS))
+        with self.transaction():
+            self._connection.executemany(
+                f"INSERT OR REPLACE INTO runs ({','.join(_COLUMNS)}) VALUES ({placeholders})",
+                rows,
+            )
+        return len(rows)
+
+    def records(self, method: str | None = None, status: str | None = None) -> Iterator[RunRecord]:
+        """Stored runs, optionally of one method and one status, ordered by group and then by
+        start time."""
+        where, parameters = _where(method, status)
+        query = f"SELECT {','.join(_COLUMNS)} FROM runs{where} ORDER BY group_key, started_at"
+        for row in self._connection.execute(query, parameters):
+            yield _from_row(row)
+
+    def count(self, method: str | None = None, status: str | None = None) -> int:
+        where, parameters = _where(method, status)
+        (count,) = self._connection.execute(
+            f"SELECT COUNT(*) FROM runs{where}", parameters
+        ).fetchone()
+        return count
+
+
+def _where(method: str | None, status: str | None) -> tuple[str, list[str]]:
+    clauses = {"method = ?": method, "status = ?": status}
+    used = {clause: value for clause, value in clauses.items() if value is not None}
+    return (f" WHERE {' AND '.join(used)}" if used else "", list(used.values()))
+
+
+class _Transaction:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def __enter__(self) -> None:
+        self._connection.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        self._connection.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _to_row(record: RunRecord) -> tuple[Any, ...]:
+    return (
+        record.group_key,
+        record.observation,
+        record.method,
+        record.method_version,
+        _dumps(record.options),
+        _dumps(record.identifiers) if record.identifiers else None,
+        record.input_path,
+        record.status,
+        _dumps(record.result) if record.result is not None else None,
+        record.error,
+        record.started_at,
+        record.duration_s,
+        record.astra_version,
+    )
+
+
+def _from_row(row: Sequence[Any]) -> RunRecord:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    for column in ("options", "identifiers", "result"):
+        if values[column] is not None:
+            values[column] = json.loads(values[column])
+    return RunRecord(**values)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)

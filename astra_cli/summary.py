@@ -1,0 +1,49 @@
+"""What an invocation did, in numbers: printed at the end, and the source of the exit code."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from astra_cli.exit_codes import ExitCode
+
+MAX_LISTED_FAILURES = 20
+
+
+@dataclass
+class Summary:
+    method: str
+    output_dir: str
+    requested: int = 0
+    """Runs requested (observations x option combinations, duplicates counted once)."""
+    already_done: int = 0
+    """Requested runs found done in the store, not run again."""
+    skipped_failed: int = 0
+    """Requested runs that failed before and were not retried (see --retry-failed)."""
+    ran: int = 0
+    ok: int = 0
+    failed: int = 0
+    pending: int = 0
+    """Runs left to do because the invocation was interrupted."""
+    groups: int = 0
+    chunks: int = 0
+    model_loads: int = 0
+    wall_seconds: float = 0.0
+    interrupted: bool = False
+    failures: list[dict[str, str]] = field(default_factory=list)
+    """The first failures of this invocation: observation and error."""
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
+        if self.failed or self.skipped_failed:
+            return ExitCode.RUNS_FAILED
+        return ExitCode.OK
+
+    def note_failure(self, observation: str, error: str) -> None:
+        self.failed += 1
+        if len(self.failures) < MAX_LISTED_FAILURES:
+            self.failures.append({"observation": observation, "error": error})
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "exit_code": int(self.exit_code)}

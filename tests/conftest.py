@@ -1,0 +1,63 @@
+"""Shared fixtures: the real APOGEE files, synthetic apStar files, and the test plugin
+installed the way users install method plugins."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from astra_cli.methods import registry
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL_DATA = ROOT.parent / "shared" / "data" / "apogee"
+REAL_APVISITS = sorted(REAL_DATA.glob("apVisit-*.fits"))
+PLUGIN_SOURCE = Path(__file__).resolve().parent / "plugin"
+
+
+@pytest.fixture(scope="session")
+def real_apvisits() -> list[Path]:
+    if len(REAL_APVISITS) != 2:
+        pytest.fail(f"the real APOGEE test files are missing from {REAL_DATA}")
+    return REAL_APVISITS
+
+
+@pytest.fixture(scope="session")
+def plugin_dir(tmp_path_factory) -> Path:
+    """The test plugin, pip-installed into a directory of its own."""
+    target = tmp_path_factory.mktemp("plugin-site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
+         str(PLUGIN_SOURCE)],
+        check=True,
+    )  # fmt: skip
+    return target
+
+
+@pytest.fixture
+def with_plugin(plugin_dir, monkeypatch) -> Path:
+    """Make the installed plugin visible to this process (and its workers)."""
+    monkeypatch.syspath_prepend(str(plugin_dir))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(plugin_dir), os.environ.get("PYTHONPATH")]))
+    )
+    registry._entry_points.cache_clear()
+    registry.load_method.cache_clear()
+    yield plugin_dir
+    registry._entry_points.cache_clear()
+    registry.load_method.cache_clear()
+
+
+def astra_subprocess(*args: str, env: dict | None = None, cwd: Path | None = None, **kwargs):
+    """Run the installed `astra` in a real process, as a shell or cron would."""
+    return subprocess.run(
+        [sys.executable, "-m", "astra_cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        **kwargs,
+    )

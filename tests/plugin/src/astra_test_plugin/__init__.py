@@ -1,0 +1,55 @@
+"""A method plugin installed by the tests the way users install theirs (an entry point in the
+`astra_cli.methods` group), so that they exercise discovery, worker processes and model caching
+for real.
+
+Observations whose file name contains `fail` raise in `analyse`; `crash` kills the worker
+process with SIGKILL, as the OS does to a process that runs out of memory.
+"""
+
+import os
+import signal
+import time
+
+from astra_cli import Method, Param
+
+
+class Counting(Method):
+    """Counts its model loads: each load appends the worker's pid to --load-log."""
+
+    a = Param(3, help="A significant option, as in the seed's example.")
+    order = Param(5, help="Another significant option.")
+    threads = Param(1, significant=False, help="An insignificant option.")
+    load_log = Param("", significant=False, help="File that each model load appends a line to.")
+    delay = Param(0.0, significant=False, help="Seconds to sleep per observation.")
+
+    def load_model(self):
+        if self.load_log:
+            with open(self.load_log, "a") as log:
+                log.write(f"{os.getpid()} a={self.a} order={self.order}\n")
+        return {"loaded_by": os.getpid()}
+
+    def analyse(self, model, spectrum):
+        name = os.path.basename(spectrum.path)
+        if "crash" in name:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if "fail" in name:
+            raise ValueError(f"asked to fail on {name}")
+        time.sleep(self.delay)
+        return {
+            "n_pixels": int(spectrum.flux.size),
+            "mean_flux": float(spectrum.flux.mean()),
+            "a_times_order": self.a * self.order,
+            "worker": model["loaded_by"],
+        }
+
+
+class Vectorised(Method):
+    """Analyses a whole chunk in one call; a spectrum named `fail` makes the batch raise."""
+
+    def analyse_batch(self, model, spectra):
+        import numpy as np
+
+        if any("fail" in os.path.basename(s.path) for s in spectra):
+            raise ValueError("a bad spectrum in the batch")
+        means = np.array([s.flux.mean() for s in spectra])
+        return [{"mean_flux": mean, "batch_size": len(spectra)} for mean in means]
