@@ -27,11 +27,10 @@ from astra_cli.methods.base import Method
 from astra_cli.methods.registry import load_method
 from astra_cli.planner import Plan, RequestSet, make_plan, sweep
 from astra_cli.progress import Progress, SilentProgress
-from astra_cli.store import ResultsStore, RunRecord
+from astra_cli.store import DEFAULT_OUTPUT_DIR, ResultsStore, RunRecord
 from astra_cli.summary import Summary
 from astra_cli.version import __version__
 
-DEFAULT_OUTPUT_DIR = "astra-output"
 JOURNAL_DIRNAME = ".journals"
 
 

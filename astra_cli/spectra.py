@@ -7,6 +7,7 @@ nothing of the file layouts.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,14 +59,19 @@ class Spectrum:
 def read_spectrum(path: str | Path) -> Spectrum:
     """Read an apStar or apVisit file, recognised by its name or, failing that, its layout."""
     from astropy.io import fits
+    from astropy.utils.exceptions import AstropyWarning
 
     path = Path(path)
     if not path.is_file():
         raise SpectrumReadError(f"missing input: {path}")
     try:
-        with fits.open(path, memmap=False) as hdus:
-            reader = _choose_reader(path.name, hdus)
-            return reader(hdus, str(path))
+        with warnings.catch_warnings():
+            # A damaged file fails below with a message naming it; astropy's warnings about
+            # it would only be noise on the terminal of every worker.
+            warnings.simplefilter("ignore", AstropyWarning)
+            with fits.open(path, memmap=False) as hdus:
+                reader = _choose_reader(path.name, hdus)
+                return reader(hdus, str(path))
     except SpectrumReadError:
         raise
     except Exception as error:

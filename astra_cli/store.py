@@ -18,6 +18,7 @@ from typing import Any
 
 from astra_cli.errors import UsageError
 
+DEFAULT_OUTPUT_DIR = "astra-output"
 STORE_FILENAME = "astra.sqlite"
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 60_000

@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from astra_cli.api import DEFAULT_OUTPUT_DIR
 from astra_cli.cli.method_commands import COMMON_PANEL
 from astra_cli.executor import BACKENDS
+from astra_cli.store import DEFAULT_OUTPUT_DIR
 
 _KEYWORD = inspect.Parameter.KEYWORD_ONLY
 
