@@ -10,7 +10,12 @@ import typer
 from astra_cli.cli.common import ANALYSE_OPTIONS
 from astra_cli.cli.console import print_json, stderr_console
 from astra_cli.cli.errors import reported_errors
-from astra_cli.cli.method_commands import Invocation, MethodGroup, build_method_command
+from astra_cli.cli.method_commands import (
+    Invocation,
+    MethodGroup,
+    build_method_command,
+    method_description,
+)
 from astra_cli.cli.plan import prepare_invocation
 
 if TYPE_CHECKING:
@@ -104,11 +109,13 @@ def render_failures(summary: Summary) -> None:
 
 class AnalyseGroup(MethodGroup):
     def build(self, method_class: type[Method]):
-        doc = (method_class.__doc__ or "").strip()
         return build_method_command(
             method_class,
             analyse_action,
             ANALYSE_OPTIONS,
-            help_text=f"Analyse observations with {method_class.name}.\n\n{doc}",
+            help_text=(
+                f"Analyse observations with {method_class.name}.\n\n"
+                f"{method_description(method_class)}"
+            ),
             epilog=EXAMPLES,
         )

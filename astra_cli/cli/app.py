@@ -10,14 +10,13 @@ from astra_cli.cli.analyse import AnalyseGroup
 from astra_cli.cli.methods import methods_command
 from astra_cli.cli.plan import PlanGroup
 
-HELP = """\
-Analyse large batches of SDSS APOGEE spectra.
-
-Name observations by path, by identifier (--obs, or per-key options zipped like the seed's
-tuples) and give one or more values of each method option. astra groups the runs by their
-significant options, loads each group's model once per worker, and keeps every result in a
-SQLite store under --output-dir.
-"""
+HELP = (
+    "Analyse large batches of SDSS APOGEE spectra.\n\n"
+    "Name observations by path or by identifier (--obs, or per-key options zipped like the "
+    "tuples of Astra's batch mode) and give one or more values of each method option. astra "
+    "groups the runs by their significant options, loads each group's model once per worker, "
+    "and keeps every result in a SQLite store under --output-dir."
+)
 
 app = typer.Typer(
     name="astra",

@@ -46,14 +46,18 @@ CHUNK_SIZE = _parameter(
     help="Observations per worker call. [default: enough chunks to keep every worker busy]",
 )  # fmt: skip
 FORCE = _parameter(
-    "force", bool, False, "--force", help="Rerun runs that are already in the store."
+    "force", bool, False, "--force", metavar="", help="Rerun runs that are already in the store."
 )
 RETRY_FAILED = _parameter(
-    "retry_failed", bool, False, "--retry-failed", help="Rerun runs that failed before."
+    "retry_failed", bool, False, "--retry-failed", metavar="", help="Rerun runs that failed before."
 )
-JSON = _parameter("json", bool, False, "--json", help="Print a JSON document on stdout.")
-QUIET = _parameter("quiet", bool, False, "--quiet", "-q", help="Print only errors.")
-VERBOSE = _parameter("verbose", bool, False, "--verbose", "-v", help="Show tracebacks of errors.")
+JSON = _parameter(
+    "json", bool, False, "--json", metavar="", help="Print a JSON document on stdout."
+)
+QUIET = _parameter("quiet", bool, False, "--quiet", "-q", metavar="", help="Print only errors.")
+VERBOSE = _parameter(
+    "verbose", bool, False, "--verbose", "-v", metavar="", help="Show tracebacks of errors."
+)
 
 PLAN_OPTIONS = [OUTPUT_DIR, DATA_ROOT, JOBS, CHUNK_SIZE, FORCE, RETRY_FAILED, JSON, VERBOSE]
 ANALYSE_OPTIONS = [

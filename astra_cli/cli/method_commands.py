@@ -70,7 +70,7 @@ def input_parameters() -> list[inspect.Parameter]:
             typer.Argument(
                 help="apStar or apVisit files to analyse.",
                 show_default=False,
-                metavar="[PATH]...",
+                metavar="PATH",
             ),
         ),
         _option(
@@ -121,7 +121,9 @@ def _method_parameter(param: Param, panel: str) -> inspect.Parameter:
     name = _METHOD_PREFIX + param.name
     if param.type is bool:
         flags = f"{param.flag}/--no-{param.flag[2:]}"
-        option = typer.Option(flags, help=text, rich_help_panel=panel, show_default=False)
+        option = typer.Option(
+            flags, help=text, rich_help_panel=panel, show_default=False, metavar=""
+        )
         return _option(name, Optional[bool], None, option)  # noqa: UP045
     value_type: Any = param.type
     if param.choices is not None:
@@ -160,6 +162,13 @@ def split_arguments(values: dict[str, Any]) -> Invocation:
 
 
 Action = Callable[[type[Method], Invocation], None]
+
+
+def method_description(method_class: type[Method]) -> str:
+    """The method's docstring as help paragraphs: rich keeps single newlines, so the lines of
+    each paragraph are joined."""
+    paragraphs = inspect.cleandoc(method_class.__doc__ or "").split("\n\n")
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
 
 
 def build_method_command(
