@@ -110,6 +110,8 @@ class IdentifierResolver:
         """Resolve one identifier; `source` (e.g. "--obs #2") prefixes error messages."""
         where = f"{source}: " if source else ""
         values = {key.lower(): str(value).strip() for key, value in identifier.items()}
+        if "release" in values:
+            values["release"] = values["release"].lower()  # DR17 and dr17 are one release
         kind = "apVisit" if VISIT_KEYS & values.keys() else "apStar"
         if "release" not in values:
             raise UsageError(f"{where}{kind} identifier needs a release (e.g. release=dr17)")

@@ -70,7 +70,7 @@ def read_spectrum(path: str | Path) -> Spectrum:
             # it would only be noise on the terminal of every worker.
             warnings.simplefilter("ignore", AstropyWarning)
             with fits.open(path, memmap=False) as hdus:
-                reader = _choose_reader(path.name, hdus)
+                reader = _choose_reader(path, hdus)
                 return reader(hdus, str(path))
     except SpectrumReadError:
         raise
@@ -78,18 +78,18 @@ def read_spectrum(path: str | Path) -> Spectrum:
         raise SpectrumReadError(f"cannot read {path}: {type(error).__name__}: {error}") from error
 
 
-def _choose_reader(filename: str, hdus: fits.HDUList):
-    if filename.startswith(("apStar", "asStar")):
+def _choose_reader(path: Path, hdus: fits.HDUList):
+    if path.name.startswith(("apStar", "asStar")):
         return _read_apstar
-    if filename.startswith(("apVisit", "asVisit")):
+    if path.name.startswith(("apVisit", "asVisit")):
         return _read_apvisit
-    if len(hdus) > 4 and hdus[4].header.get("NAXIS") == 2 and "CRVAL1" not in hdus[1].header:
+    if len(hdus) >= 5 and hdus[4].header.get("NAXIS") == 2 and "CRVAL1" not in hdus[1].header:
         return _read_apvisit
-    if "CRVAL1" in hdus[1].header or "CRVAL1" in hdus[0].header:
+    if len(hdus) >= 4 and ("CRVAL1" in hdus[1].header or "CRVAL1" in hdus[0].header):
         return _read_apstar
     raise SpectrumReadError(
-        f"cannot read {filename}: neither an apStar (log-linear CRVAL1/CDELT1 wavelengths in "
-        "HDU1) nor an apVisit file (wavelength array in HDU4)"
+        f"cannot read {path}: neither an apStar (flux, error and mask in HDUs 1-3 with "
+        "log-linear CRVAL1/CDELT1 wavelengths) nor an apVisit file (wavelengths in HDU4)"
     )
 
 

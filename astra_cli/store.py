@@ -85,15 +85,25 @@ class ResultsStore:
             self._connection = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
             )
+        except (OSError, sqlite3.Error) as error:
+            raise self._unusable(error) from None
+        try:
             self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._connection.execute("PRAGMA journal_mode = WAL")
             self._connection.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
         except (OSError, sqlite3.Error) as error:
-            raise UsageError(
-                f"cannot open the results store {self.path}: {error} "
-                "(choose a writable directory with --output-dir)"
-            ) from None
+            self._connection.close()
+            raise self._unusable(error) from None
+        except BaseException:  # a newer schema, say: still, leave no connection open
+            self._connection.close()
+            raise
+
+    def _unusable(self, error: BaseException) -> UsageError:
+        return UsageError(
+            f"cannot open the results store {self.path}: {error} "
+            "(choose a writable directory with --output-dir)"
+        )
 
     def _migrate(self) -> None:
         (version,) = self._connection.execute("PRAGMA user_version").fetchone()

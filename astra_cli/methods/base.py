@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -105,7 +106,7 @@ class Param:
             if kind is bool:
                 converted: Any = _parse_bool(value)
             elif kind is Path:
-                converted = str(Path(value).expanduser().absolute())
+                converted = os.path.abspath(os.path.expanduser(os.fspath(value)))
             elif kind is float:
                 converted = float(value)
                 if not math.isfinite(converted):

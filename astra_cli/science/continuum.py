@@ -1,0 +1,95 @@
+"""Continuum normalisation: a polynomial per chip, fitted to the pixels that look like continuum.
+
+Absorption lines pull a plain fit down, so pixels more than a few sigma below the fit are
+rejected and the fit is repeated; masked pixels and pixels with little signal never take part.
+With a model spectrum at hand, `normalise_with_model` fits the continuum to flux / model
+instead, which no line can bias.
+
+Everything works on a batch: flux and ivar of shape (B, P) on one wavelength grid, so a chunk of
+spectra is normalised with a handful of matrix operations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from astra_cli.science.wavelength import chip_index
+
+DEFAULT_ORDER = 4
+LOW_REJECT_SIGMA = 1.0
+"""Pixels this many noise sigmas below the fit are taken for absorption and rejected."""
+HIGH_REJECT_SIGMA = 3.0
+"""Pixels this far above it are taken for cosmic rays or bad sky subtraction."""
+ITERATIONS = 5
+MIN_SNR = 3.0
+"""Pixels with lower S/N never enter the fit."""
+
+
+def fit_continuum(
+    wavelength: np.ndarray,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    *,
+    order: int = DEFAULT_ORDER,
+    model: np.ndarray | None = None,
+) -> np.ndarray:
+    """The continuum of each spectrum (B, P); 0 outside the chips.
+
+    With `model` (B, P) the polynomial is fitted to flux / model, weighted by ivar * model**2,
+    without rejection of absorption (the model accounts for it).
+    """
+    flux = np.atleast_2d(flux)
+    ivar = np.atleast_2d(ivar)
+    continuum = np.zeros_like(flux, dtype=float)
+    chips = chip_index(wavelength)
+    for chip in range(3):
+        pixels = np.flatnonzero(chips == chip)
+        if pixels.size <= order:
+            continue
+        x = wavelength[pixels]
+        x = 2.0 * (x - x[0]) / (x[-1] - x[0]) - 1.0
+        design = np.polynomial.legendre.legvander(x, order)
+        f, w = flux[:, pixels], ivar[:, pixels]
+        if model is not None:
+            m = np.atleast_2d(model)[:, pixels]
+            coefficients = _weighted_fit(design, f / np.where(m > 0, m, 1.0), w * m**2)
+            continuum[:, pixels] = coefficients @ design.T
+            continue
+        usable = (w > 0) & (f * np.sqrt(np.clip(w, 0, None)) > MIN_SNR)
+        weight = np.where(usable, w, 0.0)
+        for _ in range(ITERATIONS):
+            fit = _weighted_fit(design, f, weight) @ design.T
+            sigma = 1.0 / np.sqrt(np.where(w > 0, w, np.inf))
+            keep = (
+                usable
+                & (f > fit - LOW_REJECT_SIGMA * sigma)
+                & (f < fit + HIGH_REJECT_SIGMA * sigma)
+            )
+            weight = np.where(keep, w, 0.0)
+        continuum[:, pixels] = _weighted_fit(design, f, weight) @ design.T
+    return continuum
+
+
+def normalise(
+    wavelength: np.ndarray,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    *,
+    order: int = DEFAULT_ORDER,
+    model: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flux / continuum and its inverse variance (B, P); pixels off the chips get ivar 0."""
+    continuum = fit_continuum(wavelength, flux, ivar, order=order, model=model)
+    usable = continuum > 0
+    safe = np.where(usable, continuum, 1.0)
+    return np.where(usable, flux / safe, 0.0), np.where(usable, ivar * safe**2, 0.0)
+
+
+def _weighted_fit(design: np.ndarray, values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients (B, K) of `design` (P, K) for each row of values (B, P)."""
+    normal = np.einsum("bp,pk,pl->bkl", weights, design, design, optimize=True)
+    rhs = (weights * values) @ design
+    # A tiny ridge keeps a chip with almost no usable pixels solvable (its fit is then flat).
+    normal += np.eye(design.shape[1]) * 1e-12 * np.trace(normal, axis1=1, axis2=2)[:, None, None]
+    normal += np.eye(design.shape[1]) * 1e-300
+    return np.linalg.solve(normal, rhs[..., None])[..., 0]

@@ -1,0 +1,47 @@
+"""The APOGEE wavelength grids: the log-linear apStar grid and the three detector chips."""
+
+from __future__ import annotations
+
+import numpy as np
+
+APSTAR_CRVAL1 = 4.179
+"""log10 of the first apStar wavelength (15100.8 Angstrom)."""
+APSTAR_CDELT1 = 6e-6
+"""apStar pixel size in log10(wavelength)."""
+APSTAR_NPIX = 8575
+
+CHIPS = ((15140.0, 15812.0), (15857.0, 16437.0), (16472.0, 16960.0))
+"""Wavelength ranges (Angstrom) of APOGEE's blue, green and red chips; the gaps between them
+hold no data."""
+
+SPEED_OF_LIGHT_KMS = 299792.458
+
+
+def log_linear(crval: float, cdelt: float, npix: int) -> np.ndarray:
+    """Wavelengths 10**(crval + cdelt * i) for i = 0..npix-1."""
+    return 10.0 ** (crval + cdelt * np.arange(npix))
+
+
+def apstar_wavelength() -> np.ndarray:
+    """The 8575 apStar wavelengths, 15100.8 to 16999.8 Angstrom."""
+    return log_linear(APSTAR_CRVAL1, APSTAR_CDELT1, APSTAR_NPIX)
+
+
+def chip_index(wavelength: np.ndarray) -> np.ndarray:
+    """For each pixel, the chip it falls on (0, 1, 2) or -1 in a gap or outside."""
+    chip = np.full(wavelength.shape, -1, dtype=int)
+    for index, (start, end) in enumerate(CHIPS):
+        chip[(wavelength >= start) & (wavelength <= end)] = index
+    return chip
+
+
+def doppler_factor(v_kms: np.ndarray | float) -> np.ndarray | float:
+    """Observed / rest wavelength for a radial velocity (relativistic, receding positive)."""
+    beta = np.asarray(v_kms) / SPEED_OF_LIGHT_KMS
+    return np.sqrt((1.0 + beta) / (1.0 - beta))
+
+
+def velocity_from_factor(factor: np.ndarray | float) -> np.ndarray | float:
+    """Inverse of `doppler_factor`."""
+    squared = np.asarray(factor) ** 2
+    return SPEED_OF_LIGHT_KMS * (squared - 1.0) / (squared + 1.0)
