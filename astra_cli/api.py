@@ -92,7 +92,7 @@ def prepare(
         )
     combinations = sweep(option_values, method_class)
     request_sets = [RequestSet(options, observations) for options in combinations or [{}]]
-    _check_required_files(method_class, combinations or [{}])
+    _check_prerequisites(method_class, combinations or [{}])
     store = ResultsStore(output_dir)
     plan = make_plan(
         method_class,
@@ -106,14 +106,17 @@ def prepare(
     return Prepared(method_class, plan, store)
 
 
-def _check_required_files(method_class: type[Method], combinations: list[dict]) -> None:
+def _check_prerequisites(method_class: type[Method], combinations: list[dict]) -> None:
+    """Every required file exists and passes the method's own checks, before anything runs."""
     for options in combinations:
-        for required in method_class(**options).requires():
+        method = method_class(**options)
+        for required in method.requires():
             if not Path(required).is_file():
                 raise UsageError(
                     f"{method_class.name} needs {required}, which "
                     f"{'is not a file' if Path(required).exists() else 'does not exist'}"
                 )
+        method.validate()
 
 
 def execute_plan(

@@ -204,6 +204,11 @@ class Method:
             if param.type is Path and getattr(self, name) is not None
         ]
 
+    def validate(self) -> None:
+        """Cheap checks in the invoking process, before any work: read a model file's header,
+        say, so that a wrong file stops the invocation (exit code 2) instead of failing every
+        run. Raise `astra_cli.errors.UsageError` with a message naming the file."""
+
     def load_model(self) -> Any:
         """Load whatever is expensive (a grid, a trained model). Called once per group per
         worker process; the value is passed to every `analyse` call of that group."""

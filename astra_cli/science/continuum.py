@@ -87,9 +87,11 @@ def normalise(
 
 def _weighted_fit(design: np.ndarray, values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Least-squares coefficients (B, K) of `design` (P, K) for each row of values (B, P)."""
-    normal = np.einsum("bp,pk,pl->bkl", weights, design, design, optimize=True)
+    k = design.shape[1]
+    outer = (design[:, :, None] * design[:, None, :]).reshape(len(design), k * k)
+    normal = (weights @ outer).reshape(-1, k, k)  # one matrix product for the whole batch
     rhs = (weights * values) @ design
     # A tiny ridge keeps a chip with almost no usable pixels solvable (its fit is then flat).
-    normal += np.eye(design.shape[1]) * 1e-12 * np.trace(normal, axis1=1, axis2=2)[:, None, None]
-    normal += np.eye(design.shape[1]) * 1e-300
+    ridge = 1e-12 * np.trace(normal, axis1=1, axis2=2)[:, None, None] + 1e-300
+    normal += np.eye(k) * ridge
     return np.linalg.solve(normal, rhs[..., None])[..., 0]

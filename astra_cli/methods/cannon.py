@@ -1,0 +1,60 @@
+"""`cannon`: stellar labels from a trained Cannon model (train one with `astra train cannon`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from astra_cli.methods.base import Method, Param
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from astra_cli.spectra import Spectrum
+
+
+class Cannon(Method):
+    """Labels by fitting a trained Cannon model (Ness et al. 2015) to each spectrum.
+
+    Each spectrum is continuum-normalised as the training spectra were, then the labels that
+    minimise chi-square against the model's quadratic-in-labels spectra are found for the whole
+    chunk at once. Columns: one per label and its error (e_<label>), chi2, rchi2, n_pixels,
+    flags (2: did not converge).
+    """
+
+    model = Param(type=Path, help="Cannon model (FITS) written by `astra train cannon`.")
+
+    def validate(self) -> None:
+        from astra_cli.science.cannon import check_cannon
+
+        check_cannon(self.model)
+
+    def load_model(self) -> Any:
+        from astra_cli.science.cannon import read_cannon
+
+        return read_cannon(self.model)
+
+    def analyse_batch(self, model: Any, spectra: Sequence[Spectrum]) -> list[dict[str, Any]]:
+        from astra_cli.science.cannon import fit
+
+        flux, ivar = normalised_on_model_grid(model, spectra)
+        return fit(model, flux, ivar)
+
+
+def normalised_on_model_grid(model: Any, spectra: Sequence[Spectrum]):
+    """Continuum-normalised flux and ivar (B, P) of spectra on the model's wavelengths."""
+    import numpy as np
+
+    from astra_cli.science.continuum import normalise
+    from astra_cli.science.gridfit import resample
+
+    target = model.wavelength
+    flux = np.empty((len(spectra), target.size))
+    ivar = np.empty_like(flux)
+    for i, spectrum in enumerate(spectra):
+        good_ivar = np.where(spectrum.bad, 0.0, spectrum.ivar)
+        if spectrum.wavelength.shape == target.shape and np.allclose(spectrum.wavelength, target):
+            flux[i], ivar[i] = spectrum.flux, good_ivar
+        else:
+            flux[i], ivar[i] = resample(spectrum.wavelength, spectrum.flux, good_ivar, target)
+    return normalise(target, flux, ivar, order=model.continuum_order)

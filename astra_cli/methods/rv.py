@@ -1,0 +1,48 @@
+"""`rv`: radial velocities by cross-correlation against a set of template spectra."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from astra_cli.methods.base import Method, Param
+
+if TYPE_CHECKING:
+    from astra_cli.spectra import Spectrum
+
+
+class RadialVelocity(Method):
+    """Radial velocity by cross-correlation with template spectra on a log-wavelength grid.
+
+    Works on apStar and on apVisit (observed-frame) spectra. The best template is the one with
+    the highest correlation peak; the peak is located to a fraction of a pixel. Columns: v_rad
+    and e_v_rad (km/s), ccf_peak (correlation at the peak), ccf_fwhm (km/s), template (index)
+    and the best template's labels (template_<label>), n_pixels, flags (1 peak at the edge of
+    the +-1000 km/s search, 2 no positive peak).
+    """
+
+    templates = Param(type=Path, help="RV template set (FITS), e.g. from `astra demo`.")
+    continuum_order = Param(4, help="Polynomial order of the continuum fitted to each chip.")
+
+    def validate(self) -> None:
+        from astra_cli.science.ccf import check_templates
+
+        check_templates(self.templates)
+
+    def load_model(self) -> Any:
+        from astra_cli.science.ccf import read_templates
+
+        return read_templates(self.templates)
+
+    def analyse(self, model: Any, spectrum: Spectrum) -> dict[str, Any]:
+        import numpy as np
+
+        from astra_cli.science.ccf import measure
+
+        return measure(
+            model,
+            spectrum.wavelength,
+            spectrum.flux,
+            np.where(spectrum.bad, 0.0, spectrum.ivar),
+            continuum_order=self.continuum_order,
+        )

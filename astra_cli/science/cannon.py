@@ -1,0 +1,251 @@
+"""The Cannon (Ness et al. 2015): a data-driven model in which every pixel of a
+continuum-normalised spectrum is a quadratic function of the labels, with its own intrinsic
+scatter s^2.
+
+Training fits, for each pixel, the coefficients theta and scatter s^2 that maximise the
+likelihood of the training spectra given their labels. Testing finds, for each spectrum, the
+labels that minimise chi-square against the model (Levenberg-Marquardt with the model's
+analytic Jacobian), for a whole batch at once.
+
+Model file (FITS): HDU0 header `ASTRACNN = 1`, `NLABELS`, `LABEL{i}`, `OFFSET{i}`, `SCALE{i}`
+(labels are scaled as (label - offset) / scale), `CONTORD` (continuum order used), `NTRAIN`;
+HDU "THETA" (NPIX x NTERMS coefficients, terms ordered 1, l_1..l_D, then l_i*l_j for i <= j),
+HDU "S2" (NPIX), HDU "WAVELENGTH" (NPIX, Angstrom).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from astra_cli.modelfiles import ModelFileError, file_kind
+
+SCATTER_GRID = np.concatenate([[0.0], np.logspace(-7, -1, 31)])
+"""Candidate values of each pixel's intrinsic variance s^2; the likelihood picks one."""
+MAX_ITERATIONS = 50
+FLAG_NOT_CONVERGED = 2
+
+
+@dataclass(frozen=True)
+class CannonModel:
+    label_names: tuple[str, ...]
+    offsets: np.ndarray
+    scales: np.ndarray
+    theta: np.ndarray
+    """(P, T) coefficients of the quadratic terms."""
+    s2: np.ndarray
+    wavelength: np.ndarray
+    continuum_order: int
+    n_train: int
+
+    @property
+    def trained_pixels(self) -> np.ndarray:
+        """Pixels where the training set had data (the model is defined)."""
+        return np.any(self.theta != 0, axis=1)
+
+
+def vectorize(scaled: np.ndarray) -> np.ndarray:
+    """The quadratic terms (B, T) of scaled labels (B, D): 1, l_i, l_i*l_j (i <= j)."""
+    rows, dims = scaled.shape
+    upper = np.triu_indices(dims)
+    quadratic = (scaled[:, :, None] * scaled[:, None, :])[:, upper[0], upper[1]]
+    return np.hstack([np.ones((rows, 1)), scaled, quadratic])
+
+
+def vectorize_derivative(scaled: np.ndarray) -> np.ndarray:
+    """d(terms)/d(labels): (B, T, D)."""
+    rows, dims = scaled.shape
+    upper = np.triu_indices(dims)
+    derivative = np.zeros((rows, 1 + dims + len(upper[0]), dims))
+    derivative[:, 1 + np.arange(dims), np.arange(dims)] = 1.0
+    for term, (i, j) in enumerate(zip(*upper, strict=True)):
+        derivative[:, 1 + dims + term, i] += scaled[:, j]
+        derivative[:, 1 + dims + term, j] += scaled[:, i]
+    return derivative
+
+
+def train(
+    labels: np.ndarray,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    *,
+    label_names: tuple[str, ...],
+    wavelength: np.ndarray,
+    continuum_order: int,
+) -> CannonModel:
+    """Fit theta and s^2 for every pixel from normalised training spectra (N, P)."""
+    labels = np.asarray(labels, dtype=float)
+    offsets = labels.mean(axis=0)
+    scales = labels.std(axis=0)
+    scales[scales == 0] = 1.0
+    design = vectorize((labels - offsets) / scales)
+    terms = design.shape[1]
+    outer = (design[:, :, None] * design[:, None, :]).reshape(len(design), terms * terms)
+    variance = np.where(ivar > 0, 1.0 / np.where(ivar > 0, ivar, 1.0), np.inf)
+    best_cost = np.full(flux.shape[1], np.inf)
+    theta = np.zeros((flux.shape[1], terms))
+    s2 = np.zeros(flux.shape[1])
+    for scatter in SCATTER_GRID:
+        weight = 1.0 / (variance + scatter)  # 0 where there is no data
+        normal = (weight.T @ outer).reshape(-1, terms, terms)
+        rhs = (weight * flux).T @ design
+        usable = np.count_nonzero(weight, axis=0) >= terms
+        ridge = 1e-10 * np.trace(normal, axis1=1, axis2=2)[:, None, None] * np.eye(terms)
+        solution = np.zeros_like(theta)
+        solution[usable] = np.linalg.solve((normal + ridge)[usable], rhs[usable][..., None])[..., 0]
+        residual = flux - design @ solution.T
+        with np.errstate(divide="ignore"):
+            log_weight = np.where(weight > 0, np.log(weight), 0.0)
+        cost = np.sum(weight * residual**2, axis=0) - np.sum(log_weight, axis=0)
+        better = usable & (cost < best_cost)
+        best_cost[better], theta[better], s2[better] = cost[better], solution[better], scatter
+    return CannonModel(
+        tuple(label_names), offsets, scales, theta, s2, np.asarray(wavelength, float),
+        int(continuum_order), len(labels),
+    )  # fmt: skip
+
+
+def fit(model: CannonModel, flux: np.ndarray, ivar: np.ndarray) -> list[dict[str, float | int]]:
+    """Labels of B normalised spectra (B, P), with errors and chi-square."""
+    flux, ivar = np.atleast_2d(flux), np.atleast_2d(ivar)
+    used = model.trained_pixels
+    theta = model.theta[used]
+    y = flux[:, used]
+    variance = np.where(
+        ivar[:, used] > 0, 1.0 / np.where(ivar[:, used] > 0, ivar[:, used], 1), np.inf
+    )
+    weight = 1.0 / (variance + model.s2[used])
+
+    labels = _initial_labels(theta, y, weight, len(model.label_names))
+    damping = np.full(len(y), 1e-3)
+    residual, jacobian = _residual_and_jacobian(theta, y, labels)
+    chi2 = np.sum(weight * residual**2, axis=1)
+    converged = np.zeros(len(y), dtype=bool)
+    for _ in range(MAX_ITERATIONS):
+        active = ~converged
+        if not active.any():
+            break
+        weighted = jacobian * weight[:, :, None]
+        curvature = np.einsum("bpd,bpe->bde", weighted, jacobian)
+        slope = np.einsum("bpd,bp->bd", weighted, residual)
+        diagonal = np.einsum("bdd->bd", curvature)
+        scaled = curvature + damping[:, None, None] * (diagonal[:, :, None] + 1e-12) * np.eye(
+            curvature.shape[-1]
+        )
+        step = np.linalg.solve(scaled, slope[..., None])[..., 0]
+        trial = labels + step
+        trial_residual, trial_jacobian = _residual_and_jacobian(theta, y, trial)
+        trial_chi2 = np.sum(weight * trial_residual**2, axis=1)
+        accept = active & (trial_chi2 <= chi2)
+        small = np.all(np.abs(step) < 1e-6, axis=1)
+        labels[accept] = trial[accept]
+        residual[accept], jacobian[accept] = trial_residual[accept], trial_jacobian[accept]
+        chi2[accept] = trial_chi2[accept]
+        damping = np.where(accept, np.maximum(damping / 10, 1e-9), damping * 10)
+        converged |= (accept & small) | (damping > 1e9)
+
+    weighted = jacobian * weight[:, :, None]
+    curvature = np.einsum("bpd,bpe->bde", weighted, jacobian)
+    covariance = np.linalg.pinv(curvature) * np.outer(model.scales, model.scales)
+    physical = labels * model.scales + model.offsets
+    n_pixels = np.sum(weight > 0, axis=1)
+    results = []
+    for b in range(len(y)):
+        result: dict[str, float | int] = {}
+        for d, name in enumerate(model.label_names):
+            result[name] = float(physical[b, d])
+            result[f"e_{name}"] = float(np.sqrt(max(covariance[b, d, d], 0.0)))
+        result.update(
+            chi2=float(chi2[b]),
+            rchi2=float(chi2[b] / max(n_pixels[b] - len(model.label_names), 1)),
+            n_pixels=int(n_pixels[b]),
+            flags=0 if converged[b] else FLAG_NOT_CONVERGED,
+        )
+        results.append(result)
+    return results
+
+
+def _residual_and_jacobian(theta, y, scaled):
+    terms = vectorize(scaled)
+    residual = y - terms @ theta.T
+    jacobian = np.einsum("pt,btd->bpd", theta, vectorize_derivative(scaled))
+    return residual, jacobian
+
+
+def _initial_labels(theta, y, weight, dims) -> np.ndarray:
+    """A first guess: solve for all the quadratic terms linearly, keep the linear ones."""
+    normal = np.einsum("pt,bp,pu->btu", theta, weight, theta)
+    rhs = np.einsum("pt,bp->bt", theta, weight * y)
+    normal += np.eye(theta.shape[1]) * 1e-9 * np.trace(normal, axis1=1, axis2=2)[:, None, None]
+    terms = np.linalg.solve(normal, rhs[..., None])[..., 0]
+    return np.clip(terms[:, 1 : 1 + dims], -3.0, 3.0)
+
+
+def write_cannon(model: CannonModel, path: str | Path) -> None:
+    from astropy.io import fits
+
+    primary = fits.PrimaryHDU()
+    header = primary.header
+    header["ASTRACNN"] = (1, "astra Cannon model format version")
+    header["NLABELS"] = len(model.label_names)
+    for i, name in enumerate(model.label_names, 1):
+        header[f"LABEL{i}"] = name
+        header[f"OFFSET{i}"] = float(model.offsets[i - 1])
+        header[f"SCALE{i}"] = float(model.scales[i - 1])
+    header["CONTORD"] = model.continuum_order
+    header["NTRAIN"] = model.n_train
+    header["VECTOR"] = "QUADRATIC"
+    fits.HDUList([
+        primary,
+        fits.ImageHDU(model.theta, name="THETA"),
+        fits.ImageHDU(model.s2, name="S2"),
+        fits.ImageHDU(model.wavelength, name="WAVELENGTH"),
+    ]).writeto(path, overwrite=True)  # fmt: skip
+
+
+def read_cannon(path: str | Path) -> CannonModel:
+    from astropy.io import fits
+
+    if file_kind(path) != "fits":
+        raise ModelFileError(f"{path} is not a FITS file; Cannon models are FITS files")
+    try:
+        with fits.open(path, memmap=False) as hdus:
+            header = hdus[0].header
+            _check_header(header, path)
+            count = int(header["NLABELS"])
+            return CannonModel(
+                tuple(str(header[f"LABEL{i}"]) for i in range(1, count + 1)),
+                np.array([float(header[f"OFFSET{i}"]) for i in range(1, count + 1)]),
+                np.array([float(header[f"SCALE{i}"]) for i in range(1, count + 1)]),
+                np.asarray(hdus["THETA"].data, dtype=float),
+                np.asarray(hdus["S2"].data, dtype=float),
+                np.asarray(hdus["WAVELENGTH"].data, dtype=float),
+                int(header["CONTORD"]),
+                int(header.get("NTRAIN", 0)),
+            )
+    except ModelFileError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        raise ModelFileError(f"cannot read Cannon model {path}: {error}") from None
+
+
+def check_cannon(path: str | Path) -> None:
+    """Cheap validation (header only) in the invoking process."""
+    from astropy.io import fits
+
+    if file_kind(path) != "fits":
+        raise ModelFileError(f"{path} is not a FITS file; Cannon models are FITS files")
+    try:
+        _check_header(fits.getheader(path, 0), path)
+    except OSError as error:
+        raise ModelFileError(f"cannot read Cannon model {path}: {error}") from None
+
+
+def _check_header(header, path) -> None:
+    if "ASTRACNN" not in header:
+        raise ModelFileError(
+            f"{path} is not an astra Cannon model (no ASTRACNN keyword); train one with "
+            "`astra train cannon`"
+        )
