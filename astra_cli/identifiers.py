@@ -10,6 +10,7 @@ the ~60 us of `Path.full()` per call.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import string
@@ -59,18 +60,27 @@ def observation_from_path(path: str | os.PathLike[str]) -> Observation:
 
 def parse_obs_option(text: str) -> dict[str, str]:
     """Parse one `--obs` value: `key=val,key=val`."""
-    identifier: dict[str, str] = {}
+    try:
+        return parse_pairs(text)
+    except ValueError as error:
+        raise UsageError(f"--obs {text!r}: {error}") from None
+
+
+def parse_pairs(text: str) -> dict[str, str]:
+    """Parse `key=val,key=val` (keys lower-cased), as `--obs` and manifest lines write
+    identifiers; ValueError says what is wrong, for the caller to say where."""
+    pairs: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
         key, value = key.strip().lower(), value.strip()
         if not sep or not key or not value:
-            raise UsageError(f"--obs {text!r}: expected key=value pairs separated by commas")
-        if key in identifier:
-            raise UsageError(f"--obs {text!r}: key {key!r} given twice")
-        identifier[key] = value
-    if not identifier:
-        raise UsageError(f"--obs {text!r}: no key=value pairs")
-    return identifier
+            raise ValueError("expected key=value pairs separated by commas")
+        if key in pairs:
+            raise ValueError(f"key {key!r} given twice")
+        pairs[key] = value
+    if not pairs:
+        raise ValueError("no key=value pairs")
+    return pairs
 
 
 def zip_per_key(values_by_key: Mapping[str, Sequence[str]]) -> list[dict[str, str]]:
@@ -106,13 +116,21 @@ class IdentifierResolver:
         self.data_root = os.fspath(data_root) if data_root is not None else None
         self._templates: dict[tuple[str, str], _Template] = {}
 
-    def resolve(self, identifier: Mapping[str, str], source: str = "") -> Observation:
-        """Resolve one identifier; `source` (e.g. "--obs #2") prefixes error messages."""
+    def resolve(
+        self, identifier: Mapping[str, str], source: str = "", kind: str | None = None
+    ) -> Observation:
+        """Resolve one identifier; `source` (e.g. "--obs #2") prefixes error messages.
+
+        kind
+            The sdss-access product (`apStar`, `apVisit`, `aspcapStar`, ...). When None, an
+            identifier with plate, mjd or fiber is an apVisit and any other an apStar.
+        """
         where = f"{source}: " if source else ""
         values = {key.lower(): str(value).strip() for key, value in identifier.items()}
         if "release" in values:
             values["release"] = values["release"].lower()  # DR17 and dr17 are one release
-        kind = "apVisit" if VISIT_KEYS & values.keys() else "apStar"
+        if kind is None:
+            kind = "apVisit" if VISIT_KEYS & values.keys() else "apStar"
         if "release" not in values:
             raise UsageError(f"{where}{kind} identifier needs a release (e.g. release=dr17)")
         template = self._template(values["release"], kind, where)
@@ -140,6 +158,19 @@ class IdentifierResolver:
     ) -> list[Observation]:
         """Resolve (source, identifier) pairs."""
         return [self.resolve(identifier, source) for source, identifier in identifiers]
+
+    @staticmethod
+    def product_keys(kind: str | None = None) -> frozenset[str]:
+        """Every key an identifier of this product may have in any release sdss-access knows,
+        `release` included (apStar and apVisit together when kind is None): how a manifest
+        tells identifier columns from the others before it has read a row."""
+        keys, products = _keys_of_products(("apStar", "apVisit") if kind is None else (kind,))
+        if kind is not None and kind not in products:
+            raise UsageError(
+                f"sdss-access knows no product {kind!r}"
+                f"{did_you_mean(kind, sorted(products))} (e.g. apStar, apVisit)"
+            )
+        return keys
 
     def _template(self, release: str, kind: str, where: str) -> _Template:
         cache_key = (release.lower(), kind)
@@ -193,6 +224,25 @@ class _Template:
         if self.sdss_path is not None:
             return self.sdss_path.full(self.kind, **values)
         return os.path.normpath(self.pattern.format(**values))
+
+
+@functools.cache
+def _keys_of_products(wanted: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str]]:
+    """(keys of the wanted products in every release, every product name): one sdss-access
+    Path per release, about 0.1 s, so once per process. Keys do not depend on the data root."""
+    from sdss_access.path import Path as SdssPath
+
+    keys, products = {"release"}, set()
+    with _sas_base_dir(None):
+        for release in SdssPath.get_available_releases():
+            if release.lower() == "work":
+                continue  # its tree warns on stdout without a work.cfg
+            sdss_path = SdssPath(release=release)
+            products.update(sdss_path.templates)
+            for product in wanted:
+                if product in sdss_path.templates:
+                    keys.update(sdss_path.lookup_keys(product))
+    return frozenset(keys), frozenset(products)
 
 
 def _fill_defaults(values: dict[str, str], keys: Sequence[str]) -> None:
