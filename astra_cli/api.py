@@ -1,6 +1,7 @@
 """The Python API, and the one code path the CLI uses too: collect observations, plan, execute,
 store. `run()` is for notebooks and scripts; `prepare()` and `execute_plan()` are its two halves,
-which `astra plan` and `astra analyse` use.
+which `astra plan` and `astra analyse` use; `collect_inputs()` gathers what an invocation names,
+manifests included.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from astra_cli.errors import UsageError
 from astra_cli.executor import BACKENDS, ChunkResult, ChunkTasks, execute
@@ -23,6 +24,7 @@ from astra_cli.identifiers import (
     identifier_sources,
     observation_from_path,
 )
+from astra_cli.manifest import BadRowsError, ManifestRequests, read_manifests
 from astra_cli.methods.base import Method
 from astra_cli.methods.registry import load_method
 from astra_cli.planner import Plan, RequestSet, make_plan, sweep
@@ -41,6 +43,18 @@ class Prepared:
     method_class: type[Method]
     plan: Plan
     store: ResultsStore
+    bad_rows: int = 0
+    """Manifest rows left out as bad (--skip-bad-rows): the invocation cannot exit 0."""
+
+
+@dataclass
+class Inputs:
+    """Everything an invocation names, read and resolved, before any planning."""
+
+    observations: list[Observation]
+    """Named by path, --obs and per-key options: they take the command line's option values."""
+    manifests: ManifestRequests = field(default_factory=ManifestRequests)
+    """The rows of --from-file manifests, by the option values they give."""
 
 
 def default_jobs() -> int:
@@ -58,14 +72,68 @@ def collect_observations(
     identifiers: Iterable[Mapping[str, str]] = (),
     *,
     data_root: str | os.PathLike[str] | None = None,
+    kind: str | None = None,
+    resolver: IdentifierResolver | None = None,
 ) -> list[Observation]:
-    """Observations from paths, `--obs` texts, per-key options and identifier mappings."""
+    """Observations from paths, `--obs` texts, per-key options and identifier mappings.
+
+    kind
+        The sdss-access product every identifier names; None infers apStar or apVisit.
+    """
     observations = [observation_from_path(path) for path in paths]
     sources = identifier_sources(obs_options, per_key or {})
     sources += [(f"identifier {i}", dict(ident)) for i, ident in enumerate(identifiers, 1)]
-    if sources:
-        observations += IdentifierResolver(data_root).resolve_all(sources)
+    resolver = resolver or IdentifierResolver(data_root)
+    observations += [resolver.resolve(ident, source, kind=kind) for source, ident in sources]
     return observations
+
+
+def collect_inputs(
+    method: str | type[Method],
+    paths: Iterable[str | os.PathLike[str]] = (),
+    obs_options: Sequence[str] = (),
+    per_key: Mapping[str, Sequence[str]] | None = None,
+    from_file: Sequence[str] = (),
+    *,
+    data_root: str | os.PathLike[str] | None = None,
+    kind: str | None = None,
+    file_format: str | None = None,
+    hdu: int | str | None = None,
+    skip_bad_rows: bool = False,
+    stdin: BinaryIO | None = None,
+) -> Inputs:
+    """Observations from every source an invocation may name: paths, `--obs`, per-key options
+    and manifests (`from_file`, `-` for standard input).
+
+    With manifests, a per-key option given once fills its key in every row that lacks it (an
+    allStar file has no release or apred column: `--release dr17 --apred dr17` gives them);
+    per-key options given several times still name observations of their own.
+
+    Raises BadRowsError (exit code 2) when a manifest has bad rows, unless skip_bad_rows: then
+    they are listed in `inputs.manifests.problems` and the other rows are kept.
+    """
+    method_class = load_method(method) if isinstance(method, str) else method
+    resolver = IdentifierResolver(data_root)
+    given = {key: list(values) for key, values in (per_key or {}).items() if values}
+    defaults = {key: values[0] for key, values in given.items() if len(values) == 1}
+    if from_file and len(defaults) == len(given):
+        given = {}  # each given once: they complete the manifests' rows, not an observation
+    observations = collect_observations(paths, obs_options, given, kind=kind, resolver=resolver)
+    if not from_file:
+        return Inputs(observations)
+    manifests = read_manifests(
+        list(from_file),
+        method_class.params,
+        resolver,
+        kind=kind,
+        defaults=defaults,
+        file_format=file_format,
+        hdu=hdu,
+        stdin=stdin,
+    )
+    if manifests.problems and not skip_bad_rows:
+        raise BadRowsError(manifests.problems)
+    return Inputs(observations, manifests)
 
 
 def prepare(
@@ -73,6 +141,7 @@ def prepare(
     observations: Sequence[Observation],
     option_values: Mapping[str, Sequence[Any]],
     *,
+    manifests: ManifestRequests | None = None,
     output_dir: str | os.PathLike[str] = DEFAULT_OUTPUT_DIR,
     jobs: int | None = None,
     chunk_size: int | None = None,
@@ -81,18 +150,17 @@ def prepare(
 ) -> Prepared:
     """Validate the request and plan it against the store; nothing runs.
 
+    manifests
+        Manifest rows (see `collect_inputs`): an option value a row gives replaces the
+        command line's values of that option for that row.
+
     Raises UsageError (exit code 2) for anything wrong with the request: no observations, an
     unknown option or bad value, a required file that does not exist.
     """
     method_class = load_method(method) if isinstance(method, str) else method
-    if not observations:
-        raise UsageError(
-            "no observations given: name files, or use --obs KEY=VAL,... or the per-key "
-            "options (--release --apred --telescope --field --obj ...)"
-        )
-    combinations = sweep(option_values, method_class)
-    request_sets = [RequestSet(options, observations) for options in combinations or [{}]]
-    _check_prerequisites(method_class, combinations or [{}])
+    request_sets = _request_sets(method_class, observations, option_values, manifests)
+    distinct = {tuple(sorted(r.options.items())): r.options for r in request_sets}
+    _check_prerequisites(method_class, list(distinct.values()))
     store = ResultsStore(output_dir)
     plan = make_plan(
         method_class,
@@ -103,7 +171,33 @@ def prepare(
         force=force,
         retry_failed=retry_failed,
     )
-    return Prepared(method_class, plan, store)
+    return Prepared(method_class, plan, store, len(manifests.problems) if manifests else 0)
+
+
+def _request_sets(
+    method_class: type[Method],
+    observations: Sequence[Observation],
+    option_values: Mapping[str, Sequence[Any]],
+    manifests: ManifestRequests | None,
+) -> list[RequestSet]:
+    """One request set per combination of swept option values, and for manifest rows one per
+    combination and distinct option values of the rows: ten sets for a million rows holding
+    ten values, however many observations."""
+    by_options = manifests.by_options if manifests else {}
+    if not observations and not by_options:
+        if manifests and manifests.rows:
+            raise UsageError("no observations to plan: every row of --from-file is bad")
+        raise UsageError(
+            "no observations given: name files, or use --from-file FILE, --obs KEY=VAL,... or "
+            "the per-key options (--release --apred --telescope --field --obj ...)"
+        )
+    combinations = sweep(option_values, method_class) or [{}]
+    request_sets = [RequestSet(options, observations) for options in combinations if observations]
+    for row_options, rows in by_options.items():
+        request_sets += [
+            RequestSet({**options, **dict(row_options)}, rows) for options in combinations
+        ]
+    return request_sets
 
 
 def _check_prerequisites(method_class: type[Method], combinations: list[dict]) -> None:
@@ -138,6 +232,7 @@ def execute_plan(
         requested=plan.requested,
         already_done=plan.already_done,
         skipped_failed=plan.skipped_failed,
+        bad_rows=prepared.bad_rows,
         groups=len(plan.groups),
         chunks=len(plan.chunks),
     )

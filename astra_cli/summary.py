@@ -19,6 +19,8 @@ class Summary:
     """Requested runs found done in the store, not run again."""
     skipped_failed: int = 0
     """Requested runs that failed before and were not retried (see --retry-failed)."""
+    bad_rows: int = 0
+    """Manifest rows left out because they were bad (see --skip-bad-rows)."""
     ran: int = 0
     ok: int = 0
     failed: int = 0
@@ -36,7 +38,7 @@ class Summary:
     def exit_code(self) -> ExitCode:
         if self.interrupted:
             return ExitCode.INTERRUPTED
-        if self.failed or self.skipped_failed:
+        if self.failed or self.skipped_failed or self.bad_rows:
             return ExitCode.RUNS_FAILED
         return ExitCode.OK
 

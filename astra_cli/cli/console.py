@@ -22,6 +22,14 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
 
 
+def notice(message: str, label: str = "notice") -> None:
+    """`astra: notice: ...` (or another label) on stderr, for what the user should know but
+    that stops nothing."""
+    from rich.markup import escape
+
+    stderr_console().print(f"[bold yellow]astra: {label}:[/] {escape(message)}", soft_wrap=True)
+
+
 def error(message: str) -> None:
     """One line, `astra: error: ...`, on stderr."""
     from rich.markup import escape

@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from astra_cli.errors import AstraError
 from astra_cli.identifiers import IDENTIFIER_KEYS
+from astra_cli.manifest import FORMATS
 from astra_cli.methods.base import Method, Param
 from astra_cli.methods.registry import load_method, method_names
 
@@ -49,6 +50,7 @@ class Invocation:
 
     paths: list[Path]
     obs: list[str]
+    from_file: list[str]
     per_key: dict[str, list[str]]
     method_options: dict[str, list[Any]]
     common: dict[str, Any]
@@ -85,6 +87,7 @@ def input_parameters() -> list[inspect.Parameter]:
                 show_default=False,
             ),
         ),
+        *manifest_parameters(),
     ]
     for key in IDENTIFIER_KEYS:
         parameters.append(
@@ -102,6 +105,47 @@ def input_parameters() -> list[inspect.Parameter]:
             )
         )
     return parameters
+
+
+def manifest_parameters() -> list[inspect.Parameter]:
+    """`--from-file` and how to read it: the manifests' format, FITS HDU, product, bad rows."""
+
+    def option(name: str, annotation: Any, default: Any, *decls: str, **info: Any):
+        info.setdefault("show_default", False)
+        return _option(name, annotation, default, typer.Option(*decls, **info))
+
+    return [
+        option(
+            "from_file", Optional[list[str]], None, "--from-file",  # noqa: UP045
+            metavar="FILE", rich_help_panel=INPUT_PANEL,
+            help="A manifest of observations: paths or identifiers, one per line or row "
+            "(txt, lst, csv, tsv, ecsv, fits, jsonl; '-' reads standard input). Columns named "
+            "like an option of the method give their row its own value. Repeatable.",
+        ),
+        option(
+            "manifest_format", Optional[Literal[FORMATS]], None, "--format",  # noqa: UP045
+            metavar="FORMAT", rich_help_panel=INPUT_PANEL,
+            help="Format of every --from-file: text, csv, tsv, ecsv, fits or jsonl (default: "
+            "from its extension; text for '-').",
+        ),
+        option(
+            "hdu", Optional[str], None, "--hdu", metavar="N|NAME",  # noqa: UP045
+            rich_help_panel=INPUT_PANEL,
+            help="HDU of a FITS manifest, by number or name (default: the first table).",
+        ),
+        option(
+            "kind", Optional[str], None, "--kind", metavar="PRODUCT",  # noqa: UP045
+            rich_help_panel=INPUT_PANEL,
+            help="sdss-access product that identifiers name: apStar, apVisit, ... (default: "
+            "apVisit when plate, mjd or fiber are given, else apStar).",
+        ),
+        option(
+            "skip_bad_rows", bool, False, "--skip-bad-rows", metavar="",
+            rich_help_panel=INPUT_PANEL,
+            help="Plan the good rows of manifests with bad rows (and exit 1 at the end) "
+            "instead of stopping before any work.",
+        ),
+    ]  # fmt: skip
 
 
 def method_parameters(method_class: type[Method]) -> list[inspect.Parameter]:
@@ -150,11 +194,12 @@ def split_arguments(values: dict[str, Any]) -> Invocation:
                 method_options[name.removeprefix(_METHOD_PREFIX)] = (
                     value if isinstance(value, list) else [value]
                 )
-        elif name not in ("paths", "obs"):
+        elif name not in ("paths", "obs", "from_file"):
             common[name] = value
     return Invocation(
         paths=values.get("paths") or [],
         obs=values.get("obs") or [],
+        from_file=values.get("from_file") or [],
         per_key=per_key,
         method_options=method_options,
         common=common,

@@ -4,15 +4,49 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import typer
+
 from astra_cli.cli.common import PLAN_OPTIONS
-from astra_cli.cli.console import print_json, stderr_console
+from astra_cli.cli.console import notice, print_json, stderr_console
 from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.method_commands import Invocation, MethodGroup, build_method_command
+from astra_cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from astra_cli.api import Prepared
+    from astra_cli.api import Inputs, Prepared
     from astra_cli.methods.base import Method
     from astra_cli.planner import Plan
+
+
+def collect_invocation_inputs(method_class: type[Method], invocation: Invocation) -> Inputs:
+    """Every observation the command line names, manifests included; what was left out of the
+    manifests is said on stderr."""
+    from astra_cli import api
+    from astra_cli.manifest import describe_problems
+
+    common = invocation.common
+    hdu = common["hdu"]
+    inputs = api.collect_inputs(
+        method_class,
+        invocation.paths,
+        invocation.obs,
+        invocation.per_key,
+        invocation.from_file,
+        data_root=common["data_root"],
+        kind=common["kind"],
+        file_format=common["manifest_format"],
+        hdu=int(hdu) if hdu is not None and hdu.isdigit() else hdu,
+        skip_bad_rows=common["skip_bad_rows"],
+    )
+    manifests = inputs.manifests
+    if not common.get("quiet"):
+        for line in manifests.notices:
+            notice(line)
+    if manifests.problems:
+        notice(f"{len(manifests.problems)} bad row(s) in --from-file left out:", "warning")
+        for line in describe_problems(manifests.problems):
+            stderr_console().print(line, markup=False, highlight=False)
+    return inputs
 
 
 def prepare_invocation(method_class: type[Method], invocation: Invocation) -> Prepared:
@@ -20,13 +54,12 @@ def prepare_invocation(method_class: type[Method], invocation: Invocation) -> Pr
     from astra_cli import api
 
     common = invocation.common
-    observations = api.collect_observations(
-        invocation.paths, invocation.obs, invocation.per_key, data_root=common["data_root"]
-    )
+    inputs = collect_invocation_inputs(method_class, invocation)
     return api.prepare(
         method_class,
-        observations,
+        inputs.observations,
         invocation.method_options,
+        manifests=inputs.manifests,
         output_dir=common["output_dir"],
         jobs=common["jobs"],
         chunk_size=common["chunk_size"],
@@ -40,9 +73,11 @@ def plan_action(method_class: type[Method], invocation: Invocation) -> None:
         prepared = prepare_invocation(method_class, invocation)
         prepared.store.close()
         if invocation.common["json"]:
-            print_json(plan_as_dict(prepared.plan))
+            print_json({**plan_as_dict(prepared.plan), "bad_rows": prepared.bad_rows})
         else:
             render_plan(prepared.plan)
+    if prepared.bad_rows:
+        raise typer.Exit(ExitCode.RUNS_FAILED)
 
 
 def plan_as_dict(plan: Plan) -> dict[str, Any]:
