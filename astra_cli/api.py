@@ -1,7 +1,7 @@
 """The Python API, and the one code path the CLI uses too: collect observations, plan, execute,
 store. `run()` is for notebooks and scripts; `prepare()` and `execute_plan()` are its two halves,
-which `astra plan` and `astra analyse` use; `collect_inputs()` gathers what an invocation names,
-manifests included.
+which `astra plan` and `astra analyse` use; `collect_inputs()` gathers what an invocation names
+(manifests included) and `status()` counts what is done.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from astra_cli.methods.base import Method
 from astra_cli.methods.registry import load_method
 from astra_cli.planner import Plan, RequestSet, make_plan, sweep
 from astra_cli.progress import Progress, SilentProgress
-from astra_cli.store import DEFAULT_OUTPUT_DIR, ResultsStore, RunRecord
+from astra_cli.store import DEFAULT_OUTPUT_DIR, STORE_FILENAME, ResultsStore, RunRecord
 from astra_cli.summary import Summary
 from astra_cli.version import __version__
 
@@ -172,6 +172,27 @@ def prepare(
         retry_failed=retry_failed,
     )
     return Prepared(method_class, plan, store, len(manifests.problems) if manifests else 0)
+
+
+def status(
+    method: str | type[Method],
+    observations: Sequence[Observation],
+    option_values: Mapping[str, Sequence[Any]],
+    *,
+    manifests: ManifestRequests | None = None,
+    output_dir: str | os.PathLike[str] = DEFAULT_OUTPUT_DIR,
+) -> Plan:
+    """The requested runs by group, from one query of the store: `already_done` (ok),
+    `skipped_failed` (failed) and, in `observations`, the pending ones (not in the store).
+
+    A store that does not exist yet is not created: every run is then pending.
+    """
+    method_class = load_method(method) if isinstance(method, str) else method
+    request_sets = _request_sets(method_class, observations, option_values, manifests)
+    if not (Path(output_dir) / STORE_FILENAME).is_file():
+        return make_plan(method_class, request_sets, lambda keys: {})
+    with ResultsStore(output_dir) as store:
+        return make_plan(method_class, request_sets, store.statuses)
 
 
 def _request_sets(

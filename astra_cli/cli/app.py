@@ -9,6 +9,7 @@ import typer
 from astra_cli.cli.analyse import AnalyseGroup
 from astra_cli.cli.methods import methods_command
 from astra_cli.cli.plan import PlanGroup
+from astra_cli.cli.status import StatusGroup
 
 HELP = (
     "Analyse large batches of SDSS APOGEE spectra.\n\n"
@@ -58,6 +59,11 @@ app.add_typer(
     typer.Typer(cls=PlanGroup, no_args_is_help=True),
     name="plan",
     help="Show the groups and chunks that `astra analyse` would run, without running anything.",
+)
+app.add_typer(
+    typer.Typer(cls=StatusGroup, no_args_is_help=True),
+    name="status",
+    help="Count the requested runs that are done, failed and pending, group by group.",
 )
 
 

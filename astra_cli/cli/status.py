@@ -1,0 +1,109 @@
+"""`astra status METHOD ...`: of the runs a request names, how many are done, failed and
+pending, group by group; nothing is run and the store is only read."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from astra_cli.cli.common import STATUS_OPTIONS
+from astra_cli.cli.console import print_json
+from astra_cli.cli.errors import reported_errors
+from astra_cli.cli.method_commands import Invocation, MethodGroup, build_method_command
+from astra_cli.cli.plan import collect_invocation_inputs
+from astra_cli.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from astra_cli.methods.base import Method
+    from astra_cli.planner import Plan
+
+EXAMPLES = """\
+[bold]Examples[/]
+
+  How far tonight's list has got, as JSON for a script:
+    astra status snr --from-file targets.csv -o /data/astra --json
+"""
+
+
+def status_action(method_class: type[Method], invocation: Invocation) -> None:
+    from astra_cli import api
+
+    common = invocation.common
+    with reported_errors(common["verbose"]):
+        inputs = collect_invocation_inputs(method_class, invocation)
+        plan = api.status(
+            method_class,
+            inputs.observations,
+            invocation.method_options,
+            manifests=inputs.manifests,
+            output_dir=common["output_dir"],
+        )
+        report = status_as_dict(plan, str(common["output_dir"]), len(inputs.manifests.problems))
+        if common["json"]:
+            print_json(report)
+        else:
+            render_status(report)
+    if report["bad_rows"]:
+        raise typer.Exit(ExitCode.RUNS_FAILED)
+
+
+def status_as_dict(plan: Plan, output_dir: str, bad_rows: int) -> dict[str, Any]:
+    """Per group: requested runs, and of them done (ok in the store), failed (failed in the
+    store) and pending (not in the store)."""
+    groups = [
+        {
+            "key": group.key,
+            "options": group.significant,
+            "requested": group.requested,
+            "done": group.already_done,
+            "failed": group.skipped_failed,
+            "pending": len(group.observations),
+        }
+        for group in plan.groups
+    ]
+    totals = {name: sum(group[name] for group in groups) for name in ("done", "failed", "pending")}
+    return {
+        "method": plan.method,
+        "output_dir": output_dir,
+        "requested": plan.requested,
+        **totals,
+        "bad_rows": bad_rows,
+        "groups": groups,
+    }
+
+
+def render_status(report: dict[str, Any]) -> None:
+    """A table of groups on stdout: the counts are this command's result."""
+    from rich.console import Console
+    from rich.table import Table
+
+    title = (
+        f"{report['method']}: {report['requested']} requested in {len(report['groups'])} "
+        f"group(s): {report['done']} done, {report['failed']} failed, "
+        f"{report['pending']} pending"
+    )
+    table = Table(title=title, title_justify="left")
+    table.add_column("group")
+    table.add_column("significant options")
+    for column in ("requested", "done", "failed", "pending"):
+        table.add_column(column, justify="right")
+    for group in report["groups"]:
+        options = " ".join(f"{k}={v}" for k, v in group["options"].items()) or "(none)"
+        counts = (group[name] for name in ("requested", "done", "failed", "pending"))
+        table.add_row(group["key"], options, *map(str, counts))
+    Console().print(table)
+
+
+class StatusGroup(MethodGroup):
+    def build(self, method_class: type[Method]):
+        return build_method_command(
+            method_class,
+            status_action,
+            STATUS_OPTIONS,
+            help_text=(
+                f"Count the requested {method_class.name} runs that are done, failed and "
+                f"pending, group by group; run nothing.\n\n{method_class.summary()}"
+            ),
+            epilog=EXAMPLES,
+        )

@@ -1,0 +1,89 @@
+"""`astra status METHOD ...`: per group, how many of the requested runs are done, failed and
+pending, read from the store in one query and never written."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from astra_cli.cli.app import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+def test_status_counts_done_failed_and_pending_per_group(with_plugin, real_apvisits, tmp_path):
+    missing = tmp_path / "apVisit-missing.fits"
+    manifest = tmp_path / "tonight.csv"
+    rows = [*(f"{path},{order}" for path in real_apvisits for order in (5, 10)), f"{missing},5"]
+    manifest.write_text("path,order\n" + "\n".join(rows) + "\n")
+    ran = invoke(
+        "analyse", "counting", real_apvisits[0], missing, "--order", "5",
+        "--backend", "sequential", "-o", tmp_path / "out",
+    )  # fmt: skip
+    assert ran.exit_code == 1, ran.output  # the missing file failed
+
+    result = invoke("status", "counting", "--from-file", manifest, "-o", tmp_path / "out", "--json")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    by_order = {group["options"]["order"]: group for group in report["groups"]}
+    counts = {
+        order: (g["requested"], g["done"], g["failed"], g["pending"])
+        for order, g in by_order.items()
+    }
+    assert counts == {5: (3, 1, 1, 1), 10: (2, 0, 0, 2)}
+    assert (report["requested"], report["done"], report["failed"], report["pending"]) == (
+        5,
+        1,
+        1,
+        3,
+    )
+
+
+def test_status_table_on_stdout(real_apvisits, tmp_path):
+    assert (
+        invoke("analyse", "snr", *real_apvisits, "-o", tmp_path / "out", "-j", "1").exit_code == 0
+    )
+    manifest = tmp_path / "list.txt"
+    manifest.write_text(f"{real_apvisits[0]}\n{real_apvisits[1]}\n{tmp_path / 'new.fits'}\n")
+
+    result = invoke("status", "snr", "--from-file", manifest, "-o", tmp_path / "out")
+
+    assert result.exit_code == 0, result.output
+    assert "snr: 3 requested in 1 group(s): 2 done, 0 failed, 1 pending" in result.stdout
+
+
+def test_status_does_not_create_a_store(tmp_path):
+    result = invoke("status", "snr", tmp_path / "a.fits", "-o", tmp_path / "out", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["pending"] == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_status_with_skipped_bad_rows_exits_1(tmp_path):
+    manifest = tmp_path / "list.txt"
+    manifest.write_text("a.fits\nrelease=dr17,obj\n")
+
+    refused = invoke("status", "snr", "--from-file", manifest, "-o", tmp_path / "out")
+    skipped = invoke(
+        "status",
+        "snr",
+        "--from-file",
+        manifest,
+        "--skip-bad-rows",
+        "-o",
+        tmp_path / "out",
+        "--json",
+    )
+
+    assert refused.exit_code == 2
+    assert f"{manifest}:2:" in refused.stderr
+    assert skipped.exit_code == 1
+    assert json.loads(skipped.stdout)["bad_rows"] == 1
+    assert f"{manifest}:2:" in skipped.stderr
