@@ -7,6 +7,8 @@ are refused outright (however they are named), and `.npz` archives are read with
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +60,32 @@ def load_npz(path: str | Path) -> dict[str, Any]:
         raise ModelFileError(f"cannot read {path}: {error}") from None
     except OSError as error:
         raise ModelFileError(f"cannot read {path}: {error}") from None
+
+
+def fits_headers(path: str | Path, what: str, required: Sequence[str] = ()) -> list[Any]:
+    """The headers of every HDU of a FITS model file, once the file is known to hold all the
+    data they describe and the `required` extensions: a truncated copy then stops the
+    invocation here, before any work, instead of failing every run in the workers."""
+    import warnings
+
+    from astropy.io import fits
+
+    size = os.path.getsize(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # astropy's own note about truncation
+            with fits.open(path, lazy_load_hdus=False) as hdus:
+                for index in range(len(hdus)):
+                    info = hdus.fileinfo(index)
+                    if info["datLoc"] + info["datSpan"] > size:
+                        raise ModelFileError(
+                            f"{what} {path} is truncated: HDU{index} needs "
+                            f"{info['datLoc'] + info['datSpan']} bytes, the file has {size}"
+                        )
+                names = {hdu.name.upper() for hdu in hdus}
+                missing = [name for name in required if name.upper() not in names]
+                if missing:
+                    raise ModelFileError(f"{what} {path} has no {', '.join(missing)} extension")
+                return [hdu.header.copy() for hdu in hdus]
+    except OSError as error:
+        raise ModelFileError(f"cannot read {what} {path}: {error}") from None

@@ -8,20 +8,24 @@ labels that minimise chi-square against the model (Levenberg-Marquardt with the 
 analytic Jacobian), for a whole batch at once.
 
 Model file (FITS): HDU0 header `ASTRACNN = 1`, `NLABELS`, `LABEL{i}`, `OFFSET{i}`, `SCALE{i}`
-(labels are scaled as (label - offset) / scale), `CONTORD` (continuum order used), `NTRAIN`;
+(labels are scaled as (label - offset) / scale), `SYSERR{i}` (the model's systematic error:
+rms of fitted - true over training spectra, added in quadrature to every error it reports),
+`CONTORD` (continuum order used), `NTRAIN`;
 HDU "THETA" (NPIX x NTERMS coefficients, terms ordered 1, l_1..l_D, then l_i*l_j for i <= j),
 HDU "S2" (NPIX), HDU "WAVELENGTH" (NPIX, Angstrom).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from astra_cli.modelfiles import ModelFileError, file_kind
+from astra_cli.modelfiles import ModelFileError, file_kind, fits_headers
 
+SELF_TEST_SPECTRA = 100
+"""Training spectra refitted to measure the model's systematic error."""
 SCATTER_GRID = np.concatenate([[0.0], np.logspace(-7, -1, 31)])
 """Candidate values of each pixel's intrinsic variance s^2; the likelihood picks one."""
 MAX_ITERATIONS = 50
@@ -39,6 +43,9 @@ class CannonModel:
     wavelength: np.ndarray
     continuum_order: int
     n_train: int
+    systematic: np.ndarray | None = None
+    """Per label, the rms of (fitted - true) over training spectra: the model's own error,
+    added in quadrature to each fit's formal error (which alone is far too small)."""
 
     @property
     def trained_pixels(self) -> np.ndarray:
@@ -101,10 +108,15 @@ def train(
         cost = np.sum(weight * residual**2, axis=0) - np.sum(log_weight, axis=0)
         better = usable & (cost < best_cost)
         best_cost[better], theta[better], s2[better] = cost[better], solution[better], scatter
-    return CannonModel(
+    model = CannonModel(
         tuple(label_names), offsets, scales, theta, s2, np.asarray(wavelength, float),
         int(continuum_order), len(labels),
     )  # fmt: skip
+    sample = np.linspace(0, len(labels) - 1, min(len(labels), SELF_TEST_SPECTRA)).astype(int)
+    refitted = fit(model, flux[sample], ivar[sample])
+    fitted = np.array([[row[name] for name in label_names] for row in refitted])
+    systematic = np.sqrt(np.mean((fitted - labels[sample]) ** 2, axis=0))
+    return replace(model, systematic=systematic)
 
 
 def fit(model: CannonModel, flux: np.ndarray, ivar: np.ndarray) -> list[dict[str, float | int]]:
@@ -149,6 +161,7 @@ def fit(model: CannonModel, flux: np.ndarray, ivar: np.ndarray) -> list[dict[str
     weighted = jacobian * weight[:, :, None]
     curvature = np.einsum("bpd,bpe->bde", weighted, jacobian)
     covariance = np.linalg.pinv(curvature) * np.outer(model.scales, model.scales)
+    systematic = model.systematic if model.systematic is not None else np.zeros(len(model.scales))
     physical = labels * model.scales + model.offsets
     n_pixels = np.sum(weight > 0, axis=1)
     results = []
@@ -156,7 +169,8 @@ def fit(model: CannonModel, flux: np.ndarray, ivar: np.ndarray) -> list[dict[str
         result: dict[str, float | int] = {}
         for d, name in enumerate(model.label_names):
             result[name] = float(physical[b, d])
-            result[f"e_{name}"] = float(np.sqrt(max(covariance[b, d, d], 0.0)))
+            formal = max(covariance[b, d, d], 0.0)
+            result[f"e_{name}"] = float(np.sqrt(formal + systematic[d] ** 2))
         result.update(
             chi2=float(chi2[b]),
             rchi2=float(chi2[b] / max(n_pixels[b] - len(model.label_names), 1)),
@@ -194,6 +208,8 @@ def write_cannon(model: CannonModel, path: str | Path) -> None:
         header[f"LABEL{i}"] = name
         header[f"OFFSET{i}"] = float(model.offsets[i - 1])
         header[f"SCALE{i}"] = float(model.scales[i - 1])
+        if model.systematic is not None:
+            header[f"SYSERR{i}"] = float(model.systematic[i - 1])
     header["CONTORD"] = model.continuum_order
     header["NTRAIN"] = model.n_train
     header["VECTOR"] = "QUADRATIC"
@@ -224,6 +240,7 @@ def read_cannon(path: str | Path) -> CannonModel:
                 np.asarray(hdus["WAVELENGTH"].data, dtype=float),
                 int(header["CONTORD"]),
                 int(header.get("NTRAIN", 0)),
+                _optional_array(header, "SYSERR", count),
             )
     except ModelFileError:
         raise
@@ -232,15 +249,16 @@ def read_cannon(path: str | Path) -> CannonModel:
 
 
 def check_cannon(path: str | Path) -> None:
-    """Cheap validation (header only) in the invoking process."""
-    from astropy.io import fits
-
+    """Validation in the invoking process: header, extensions, and no truncation."""
     if file_kind(path) != "fits":
         raise ModelFileError(f"{path} is not a FITS file; Cannon models are FITS files")
-    try:
-        _check_header(fits.getheader(path, 0), path)
-    except OSError as error:
-        raise ModelFileError(f"cannot read Cannon model {path}: {error}") from None
+    headers = fits_headers(path, "Cannon model", required=("THETA", "S2", "WAVELENGTH"))
+    _check_header(headers[0], path)
+
+
+def _optional_array(header, prefix: str, count: int) -> np.ndarray | None:
+    keys = [f"{prefix}{i}" for i in range(1, count + 1)]
+    return np.array([float(header[key]) for key in keys]) if keys[0] in header else None
 
 
 def _check_header(header, path) -> None:

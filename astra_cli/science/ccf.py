@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astra_cli.modelfiles import ModelFileError, file_kind
+from astra_cli.modelfiles import ModelFileError, file_kind, fits_headers
 from astra_cli.science.continuum import normalise
 from astra_cli.science.gridfit import resample
 from astra_cli.science.wavelength import SPEED_OF_LIGHT_KMS, velocity_from_factor
@@ -162,13 +162,8 @@ def read_templates(path: str | Path) -> Templates:
 
 
 def check_templates(path: str | Path) -> None:
-    from astropy.io import fits
-
     if file_kind(path) != "fits":
         raise ModelFileError(f"{path} is not a FITS file; RV template sets are FITS files")
-    try:
-        header = fits.getheader(path, 0)
-    except OSError as error:
-        raise ModelFileError(f"cannot read RV templates {path}: {error}") from None
+    header = fits_headers(path, "RV templates", required=("LABELS",))[0]
     if "ASTRATPL" not in header:
         raise ModelFileError(f"{path} is not an astra RV template set (no ASTRATPL keyword)")

@@ -40,34 +40,39 @@ def fit_continuum(
     """
     flux = np.atleast_2d(flux)
     ivar = np.atleast_2d(ivar)
-    continuum = np.zeros_like(flux, dtype=float)
-    chips = chip_index(wavelength)
-    for chip in range(3):
-        pixels = np.flatnonzero(chips == chip)
-        if pixels.size <= order:
-            continue
-        x = wavelength[pixels]
-        x = 2.0 * (x - x[0]) / (x[-1] - x[0]) - 1.0
-        design = np.polynomial.legendre.legvander(x, order)
+    continuum = np.zeros(flux.shape)
+    for pixels, design in _chip_designs(wavelength, order):
         f, w = flux[:, pixels], ivar[:, pixels]
         if model is not None:
             m = np.atleast_2d(model)[:, pixels]
             coefficients = _weighted_fit(design, f / np.where(m > 0, m, 1.0), w * m**2)
             continuum[:, pixels] = coefficients @ design.T
             continue
-        usable = (w > 0) & (f * np.sqrt(np.clip(w, 0, None)) > MIN_SNR)
+        root_w = np.sqrt(np.clip(w, 0.0, None))
+        usable = (w > 0) & (f * root_w > MIN_SNR)
         weight = np.where(usable, w, 0.0)
         for _ in range(ITERATIONS):
-            fit = _weighted_fit(design, f, weight) @ design.T
-            sigma = 1.0 / np.sqrt(np.where(w > 0, w, np.inf))
-            keep = (
-                usable
-                & (f > fit - LOW_REJECT_SIGMA * sigma)
-                & (f < fit + HIGH_REJECT_SIGMA * sigma)
-            )
+            pull = (f - _weighted_fit(design, f, weight) @ design.T) * root_w  # in noise sigmas
+            keep = usable & (pull > -LOW_REJECT_SIGMA) & (pull < HIGH_REJECT_SIGMA)
             weight = np.where(keep, w, 0.0)
         continuum[:, pixels] = _weighted_fit(design, f, weight) @ design.T
     return continuum
+
+
+def _chip_designs(wavelength: np.ndarray, order: int) -> list[tuple[slice, np.ndarray]]:
+    """Per chip: its pixels (a slice: the chips are contiguous in ascending wavelength) and the
+    Legendre design matrix over them."""
+    chips = chip_index(wavelength)
+    designs = []
+    for chip in range(3):
+        found = np.flatnonzero(chips == chip)
+        if found.size <= order:
+            continue
+        pixels = slice(found[0], found[-1] + 1)
+        x = wavelength[pixels]
+        x = 2.0 * (x - x[0]) / (x[-1] - x[0]) - 1.0
+        designs.append((pixels, np.polynomial.legendre.legvander(x, order)))
+    return designs
 
 
 def normalise(
@@ -81,8 +86,8 @@ def normalise(
     """Flux / continuum and its inverse variance (B, P); pixels off the chips get ivar 0."""
     continuum = fit_continuum(wavelength, flux, ivar, order=order, model=model)
     usable = continuum > 0
-    safe = np.where(usable, continuum, 1.0)
-    return np.where(usable, flux / safe, 0.0), np.where(usable, ivar * safe**2, 0.0)
+    inverse = np.divide(1.0, continuum, out=np.zeros_like(continuum), where=usable)
+    return flux * inverse, np.where(usable, ivar * continuum**2, 0.0)
 
 
 def _weighted_fit(design: np.ndarray, values: np.ndarray, weights: np.ndarray) -> np.ndarray:

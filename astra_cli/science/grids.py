@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astra_cli.modelfiles import ModelFileError, file_kind, load_npz
+from astra_cli.modelfiles import ModelFileError, file_kind, fits_headers, load_npz
 
 
 @dataclass(frozen=True)
@@ -110,21 +110,42 @@ def read_grid(path: str | Path) -> ModelGrid:
 
 
 def check_grid(path: str | Path) -> None:
-    """Cheap validation (headers only) for the invoking process, before any work."""
+    """Validation for the invoking process, before any work: the headers, and that the file
+    holds as many values as they promise (without building the arrays)."""
     kind = file_kind(path)
     try:
         if kind == "fits":
-            from astropy.io import fits
-
-            _labels_from_header(fits.getheader(path, 0), path)
+            header = fits_headers(path, "model grid")[0]
+            _, _, _, shape = _labels_from_header(header, path)
+            npix = int(header["NPIX"])
+            axes = tuple(int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1))
+            if axes != (*shape, npix):
+                raise ModelFileError(
+                    f"model grid {path}: flux has shape {axes}, header says {(*shape, npix)}"
+                )
         elif kind == "text":
-            _ferre_header(_read_ferre_head(path), path)
+            items = _ferre_header(_read_ferre_head(path), path)
+            shape = tuple(int(value) for value in items["N_P"].split())
+            _check_ferre_count(path, int(np.prod(shape)) * int(items["NPIX"]), shape)
         else:
             read_grid(path)
     except ModelFileError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as error:
         raise ModelFileError(f"cannot read model grid {path}: {error}") from None
+
+
+def _check_ferre_count(path: str | Path, expected: int, shape: tuple[int, ...]) -> None:
+    with open(path, errors="replace") as handle:
+        for line in handle:
+            if line.strip() == "/":
+                break
+        count = sum(len(line.split()) for line in handle)
+    if count != expected:
+        raise ModelFileError(
+            f"FERRE grid {path}: {count} flux values, expected {expected} "
+            f"({' x '.join(map(str, shape))} nodes x {expected // int(np.prod(shape))} pixels)"
+        )
 
 
 def write_fits_grid(grid: ModelGrid, path: str | Path) -> None:
@@ -190,10 +211,10 @@ def _read_fits_grid(path: str | Path) -> ModelGrid:
 
 
 def _labels_from_header(header, path) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, tuple]:
-    if "NLABELS" not in header:
+    if "ASTRAGRD" not in header or "NLABELS" not in header:
         raise ModelFileError(
-            f"{path} is not an astra model grid (no NLABELS keyword; see the format in "
-            "`astra analyse grid --help`)"
+            f"{path} is not an astra model grid (no ASTRAGRD/NLABELS keywords; the format is "
+            "in the README, 'Model files')"
         )
     count = int(header["NLABELS"])
     labels = tuple(str(header[f"LABEL{i}"]).strip().lower() for i in range(1, count + 1))
@@ -243,12 +264,8 @@ def _read_ferre_grid(path: str | Path) -> ModelGrid:
         items.get(f"LABEL({i})", f"'label{i}'").strip("'\" ").lower() for i in range(1, dims + 1)
     )
     values = np.fromstring(text[end.end() :], dtype=np.float64, sep=" ")
-    expected = int(np.prod(shape)) * npix
-    if values.size != expected:
-        raise ModelFileError(
-            f"FERRE grid {path}: {values.size} flux values, expected {expected} "
-            f"({' x '.join(map(str, shape))} nodes x {npix} pixels)"
-        )
+    if values.size != int(np.prod(shape)) * npix:
+        _check_ferre_count(path, int(np.prod(shape)) * npix, shape)  # says how many there are
     start, step = (float(value) for value in items["WAVE"].split()[:2])
     return ModelGrid(
         labels,
