@@ -61,3 +61,11 @@ def astra_subprocess(*args: str, env: dict | None = None, cwd: Path | None = Non
         cwd=cwd,
         **kwargs,
     )
+
+
+@pytest.fixture(scope="session")
+def demo_files(tmp_path_factory):
+    """A small demo data set (16 test stars at S/N 100, 200 training stars), written once."""
+    from astra_cli.demo.dataset import DemoConfig, write_demo
+
+    return write_demo(tmp_path_factory.mktemp("demo"), DemoConfig(n_stars=16, n_train=200))

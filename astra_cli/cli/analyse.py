@@ -52,7 +52,7 @@ def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
                 prepared,
                 backend=common["backend"],
                 jobs=common["jobs"],
-                progress=_progress(common["quiet"]),
+                progress=progress_for(common["quiet"]),
             )
         finally:
             prepared.store.close()
@@ -65,7 +65,8 @@ def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
     raise typer.Exit(summary.exit_code)
 
 
-def _progress(quiet: bool) -> Progress:
+def progress_for(quiet: bool) -> Progress:
+    """A bar on a terminal, plain lines in a log, nothing when quiet."""
     from astra_cli.progress import LineProgress, RichProgress, SilentProgress
 
     if quiet:

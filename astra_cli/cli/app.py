@@ -7,9 +7,11 @@ from typing import Annotated
 import typer
 
 from astra_cli.cli.analyse import AnalyseGroup
+from astra_cli.cli.demo import demo_command
 from astra_cli.cli.methods import methods_command
 from astra_cli.cli.plan import PlanGroup
 from astra_cli.cli.status import StatusGroup
+from astra_cli.cli.train import train_app
 
 HELP = (
     "Analyse large batches of SDSS APOGEE spectra.\n\n"
@@ -49,6 +51,8 @@ def root(
 
 
 app.command("methods")(methods_command)
+app.command("demo")(demo_command)
+app.add_typer(train_app, name="train")
 app.add_typer(
     typer.Typer(cls=AnalyseGroup, no_args_is_help=True),
     name="analyse",

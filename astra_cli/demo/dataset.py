@@ -25,9 +25,7 @@ import numpy as np
 
 from astra_cli.demo.synthesis import LABEL_NAMES, normalised_flux
 from astra_cli.identifiers import IdentifierResolver
-from astra_cli.science import cannon
 from astra_cli.science.ccf import Templates, write_templates
-from astra_cli.science.continuum import normalise
 from astra_cli.science.grids import ModelGrid, write_ferre_grid, write_fits_grid
 from astra_cli.science.wavelength import (
     APSTAR_CDELT1,
@@ -37,6 +35,7 @@ from astra_cli.science.wavelength import (
     chip_index,
     doppler_factor,
 )
+from astra_cli.training import LabelledSpectra, train_cannon
 
 RELEASE, APRED, TELESCOPE = "dr17", "dr17", "apo25m"
 FIELDS = ("120+12", "000+14", "218-04", "M67")
@@ -155,9 +154,8 @@ def write_demo(directory: str | Path, config: DemoConfig = DemoConfig()) -> Demo
             {"path": str(path), **dict(zip(LABEL_NAMES, map(float, star_labels), strict=True))}
         )
 
-    train_cannon_from_files(
-        [row["path"] for row in training_rows], training_labels, files.cannon_model
-    )
+    training = LabelledSpectra([row["path"] for row in training_rows], training_labels, LABEL_NAMES)
+    train_cannon(training, files.cannon_model)
     _write_csv(files.stars_manifest, files.stars)
     _write_csv(files.visits_manifest, files.visits)
     _write_csv(files.training_manifest, training_rows)
@@ -172,25 +170,6 @@ def model_grid(wavelength: np.ndarray) -> ModelGrid:
     nodes = np.stack([axis.ravel() for axis in axes], axis=1)
     flux = normalised_flux(wavelength, nodes).reshape(*GRID_SHAPE, wavelength.size)
     return ModelGrid(LABEL_NAMES, llimits, steps, flux, APSTAR_CRVAL1, APSTAR_CDELT1, True)
-
-
-def train_cannon_from_files(
-    paths, labels, output: Path, *, continuum_order: int = 4
-) -> cannon.CannonModel:
-    """Read apStar files, normalise them, train and save a Cannon model."""
-    from astra_cli.spectra import read_spectrum
-
-    spectra = [read_spectrum(path) for path in paths]
-    wavelength = spectra[0].wavelength
-    flux = np.stack([spectrum.flux for spectrum in spectra])
-    ivar = np.stack([np.where(spectrum.bad, 0.0, spectrum.ivar) for spectrum in spectra])
-    normalised, weight = normalise(wavelength, flux, ivar, order=continuum_order)
-    model = cannon.train(
-        labels, normalised, weight, label_names=LABEL_NAMES, wavelength=wavelength,
-        continuum_order=continuum_order,
-    )  # fmt: skip
-    cannon.write_cannon(model, output)
-    return model
 
 
 def write_apstar(path: Path, labels, snr: float, rng, obj: str, velocity: float) -> None:

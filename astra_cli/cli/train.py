@@ -1,0 +1,67 @@
+"""`astra train cannon`: train a Cannon model from labelled spectra listed in manifests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from astra_cli.cli.console import stderr_console
+from astra_cli.cli.errors import reported_errors
+
+train_app = typer.Typer(
+    help="Train data-driven models from labelled spectra.", no_args_is_help=True
+)
+
+
+@train_app.command("cannon")
+def train_cannon_command(
+    from_file: Annotated[
+        list[str],
+        typer.Option(
+            "--from-file",
+            metavar="FILE",
+            help="Manifest of training spectra (path or "
+            "identifier columns) with a column per label; repeatable, '-' for stdin.",
+        ),
+    ],
+    labels: Annotated[
+        str, typer.Option("--labels", help="Comma-separated label columns, e.g. teff,logg,m_h.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write (FITS).")],
+    continuum_order: Annotated[
+        int, typer.Option("--continuum-order", min=0, help="Continuum polynomial order per chip.")
+    ] = 4,
+    data_root: Annotated[
+        Path | None,
+        typer.Option("--data-root", envvar="SAS_BASE_DIR", help="SAS root for identifiers."),
+    ] = None,
+    file_format: Annotated[
+        str | None, typer.Option("--format", help="Manifest format (default: from the name).")
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", metavar="", help="Tracebacks.")
+    ] = False,
+) -> None:
+    """Train The Cannon: a quadratic-in-labels model of every pixel, with its own scatter.
+
+    Example: astra train cannon --from-file training.csv --labels teff,logg,m_h -o cannon.fits
+    """
+    from astra_cli.training import read_labelled, train_cannon
+
+    names = [name.strip().lower() for name in labels.split(",") if name.strip()]
+    console = stderr_console()
+    with reported_errors(verbose):
+        if not names:
+            from astra_cli.errors import UsageError
+
+            raise UsageError("--labels: give at least one label column, e.g. teff,logg,m_h")
+        training = read_labelled(from_file, names, data_root=data_root, file_format=file_format)
+        with console.status(f"training on {len(training.paths)} spectra ..."):
+            model = train_cannon(training, output, continuum_order=continuum_order)
+    console.print(
+        f"trained a Cannon model of {', '.join(names)} on {model.n_train} spectra, "
+        f"{int(model.trained_pixels.sum())} pixels: {output}",
+        markup=False,
+    )
