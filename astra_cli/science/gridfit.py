@@ -25,7 +25,7 @@ FLAG_LOW_SNR = 4
 
 LOW_SNR = 10.0
 MAX_ITERATIONS = 60
-CONTINUUM_ROUNDS = 2
+CONTINUUM_ROUNDS = 1
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,6 @@ def fit_batch(
 
     starts = prepared.node_labels[best]
     refined = [_refine(grid, y[i], w[i], starts[i]) for i in range(len(flux))]
-    # One more continuum, against each refined model, then a final refinement from there.
-    models = np.stack([model for _, model, _, _ in refined])
-    y, w = normalise(target, flux, ivar, order=continuum_order, model=models)
-    refined = [_refine(grid, y[i], w[i], refined[i][0]) for i in range(len(flux))]
     return [_result(grid, *refined[i], y[i], w[i], flux[i], ivar[i]) for i in range(len(flux))]
 
 

@@ -80,11 +80,12 @@ class ModelGrid:
         corners = self.flux[tuple((base + offsets).T)]  # (2**D, NPIX)
         factors = np.where(offsets == 1, fraction, 1.0 - fraction)  # (2**D, D)
         weights = factors.prod(axis=1)
-        # d(weight)/d(label_d): the other factors, signed by the corner's side, per step.
-        others = np.stack(
-            [np.delete(factors, d, axis=1).prod(axis=1) for d in range(len(self.labels))], axis=1
-        )
-        slopes = np.where(offsets == 1, 1.0, -1.0) * others / self.steps
+        # d(weight)/d(label_d): the product of the other factors (prefix x suffix products),
+        # signed by the corner's side, per step.
+        ones = np.ones((len(factors), 1))
+        prefix = np.cumprod(np.hstack([ones, factors[:, :-1]]), axis=1)
+        suffix = np.cumprod(np.hstack([ones, factors[:, :0:-1]]), axis=1)[:, ::-1]
+        slopes = np.where(offsets == 1, 1.0, -1.0) * prefix * suffix / self.steps
         return weights @ corners, (slopes.T @ corners).T
 
 
