@@ -6,18 +6,13 @@ which `astra plan` and `astra analyse` use; `collect_inputs()` gathers what an i
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from astra_cli.errors import UsageError
-from astra_cli.executor import BACKENDS, ChunkResult, ChunkTasks, execute
 from astra_cli.identifiers import (
     IdentifierResolver,
     Observation,
@@ -28,12 +23,12 @@ from astra_cli.manifest import BadRowsError, ManifestRequests, read_manifests
 from astra_cli.methods.base import Method
 from astra_cli.methods.registry import load_method
 from astra_cli.planner import Plan, RequestSet, make_plan, sweep
-from astra_cli.progress import Progress, SilentProgress
-from astra_cli.store import DEFAULT_OUTPUT_DIR, STORE_FILENAME, ResultsStore, RunRecord
+from astra_cli.progress import Progress
+from astra_cli.runner import execute_plan
+from astra_cli.store import DEFAULT_OUTPUT_DIR, STORE_FILENAME, ResultsStore
 from astra_cli.summary import Summary
-from astra_cli.version import __version__
 
-JOURNAL_DIRNAME = ".journals"
+__all__ = ["collect_inputs", "collect_observations", "execute_plan", "prepare", "run", "status"]
 
 
 @dataclass
@@ -234,107 +229,6 @@ def _check_prerequisites(method_class: type[Method], combinations: list[dict]) -
         method.validate()
 
 
-def execute_plan(
-    prepared: Prepared,
-    *,
-    backend: str = "loky",
-    jobs: int | None = None,
-    progress: Progress | None = None,
-) -> Summary:
-    """Run every chunk of the plan, committing each chunk's results in one transaction as it
-    comes back. Ctrl-C stops handing out work; what finished is kept."""
-    if backend not in BACKENDS:
-        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    plan, store = prepared.plan, prepared.store
-    progress = progress or SilentProgress()
-    summary = Summary(
-        method=plan.method,
-        output_dir=str(store.output_dir),
-        requested=plan.requested,
-        already_done=plan.already_done,
-        skipped_failed=plan.skipped_failed,
-        bad_rows=prepared.bad_rows,
-        groups=len(plan.groups),
-        chunks=len(plan.chunks),
-    )
-    clock = time.perf_counter()
-    invocation = uuid.uuid4().hex[:12]
-    journal_dir = store.output_dir / JOURNAL_DIRNAME / invocation
-    numbering = ChunkTasks(journal_dir, invocation)
-    groups = {group.key: group for group in plan.groups}
-    tasks = [
-        numbering.make(
-            chunk.group_key,
-            plan.method,
-            groups[chunk.group_key].options,
-            [(observation.key, observation.path) for observation in chunk.observations],
-        )
-        for chunk in plan.chunks
-    ]
-    committer = _Committer(prepared, summary)
-    progress.started(plan)
-    try:
-        for result in execute(tasks, numbering, backend=backend, jobs=jobs or default_jobs()):
-            committer.commit(result)
-            progress.chunk_done(result, summary)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    finally:
-        shutil.rmtree(journal_dir, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            journal_dir.parent.rmdir()  # only when no other invocation is using it
-        summary.pending = plan.to_run - summary.ran
-        summary.wall_seconds = time.perf_counter() - clock
-    progress.finished(summary)
-    return summary
-
-
-class _Committer:
-    """Turns chunk results into store rows, one transaction per chunk, and counts them."""
-
-    def __init__(self, prepared: Prepared, summary: Summary) -> None:
-        self.store = prepared.store
-        self.summary = summary
-        self.method_version = prepared.method_class.version
-        self.groups = {group.key: group for group in prepared.plan.groups}
-        self._observations: dict[str, dict[str, Observation]] = {}
-
-    def commit(self, result: ChunkResult) -> None:
-        group = self.groups[result.group_key]
-        observations = self._observations.get(group.key)
-        if observations is None:
-            observations = {obs.key: obs for obs in group.observations}
-            self._observations[group.key] = observations
-        records = []
-        for outcome in result.outcomes:
-            observation = observations[outcome.observation]
-            records.append(
-                RunRecord(
-                    group_key=group.key,
-                    observation=observation.key,
-                    method=group.method,
-                    method_version=self.method_version,
-                    options=group.significant,
-                    identifiers=dict(observation.identifiers) or None,
-                    input_path=observation.path,
-                    status="ok" if outcome.ok else "failed",
-                    result=outcome.result,
-                    error=outcome.error,
-                    started_at=outcome.started_at,
-                    duration_s=outcome.duration_s,
-                    astra_version=__version__,
-                )
-            )
-        self.store.write(records)
-        self.summary.ran += len(records)
-        self.summary.model_loads += int(result.model_loaded)
-        for outcome in result.outcomes:
-            if outcome.ok:
-                self.summary.ok += 1
-            else:
-                self.summary.note_failure(outcome.observation, outcome.error or "")
-
-
 def run(
     method: str | type[Method],
     observations: Iterable[str | os.PathLike[str] | Mapping[str, str] | Observation],
@@ -346,6 +240,7 @@ def run(
     chunk_size: int | None = None,
     force: bool = False,
     retry_failed: bool = False,
+    wait: bool = False,
     progress: Progress | None = None,
     **options: Any,
 ) -> Summary:
@@ -357,6 +252,9 @@ def run(
     options
         The method's options. A list or tuple of values is a sweep: the runs are every
         observation times every combination of swept values.
+
+    wait
+        Wait for groups that another invocation is running instead of skipping them.
 
     Returns the Summary; results are in the store under `output_dir`.
 
@@ -389,6 +287,14 @@ def run(
         retry_failed=retry_failed,
     )
     try:
-        return execute_plan(prepared, backend=backend, jobs=jobs, progress=progress)
+        return execute_plan(
+            prepared,
+            backend=backend,
+            jobs=jobs,
+            progress=progress,
+            wait=wait,
+            force=force,
+            retry_failed=retry_failed,
+        )
     finally:
         prepared.store.close()

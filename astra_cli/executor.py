@@ -246,7 +246,6 @@ class ChunkTasks:
         self.journal_dir = journal_dir
         self.invocation = invocation
         self._numbers = itertools.count()
-        journal_dir.mkdir(parents=True, exist_ok=True)
 
     def make(
         self,

@@ -9,20 +9,33 @@ again). One JSON object per line, flushed after each, so a line is either whole 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from astra_cli.outcome import Outcome
 
+JOURNAL_DIRNAME = ".journals"
+
 
 class ChunkJournal:
-    """The writer, used inside a worker for one chunk."""
+    """The writer, used inside a worker for one chunk.
+
+    A journal only helps recovery, so it never stops the work: if it cannot be written (a full
+    disk, say) the chunk goes on without one.
+    """
 
     def __init__(self, path: str) -> None:
-        self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
+        try:
+            self._file: IO[str] | None = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError:
+            self._file = None
         self._write({"pid": os.getpid()})
 
     def loading(self) -> None:
@@ -38,11 +51,64 @@ class ChunkJournal:
         self._write({"finished": outcome.to_dict()})
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
 
     def _write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._file.flush()
+        if self._file is None:
+            return
+        try:
+            self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._file.flush()
+        except OSError:
+            self._file = None
+
+
+class JournalArea:
+    """This invocation's journal directory, marked alive by an flock on `INVOCATION.alive`.
+
+    An invocation killed with SIGKILL leaves its directory behind; the next invocation on the
+    output directory removes such directories once their alive-lock is free (the OS released
+    it when the process died).
+    """
+
+    STALE_AFTER_SECONDS = 60.0
+    """Only entries this old are taken for stale: a new invocation creates its alive file a
+    moment before it locks it."""
+
+    def __init__(self, output_dir: Path, invocation: str) -> None:
+        self.root = Path(output_dir) / JOURNAL_DIRNAME
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_stale()
+        self._alive_path = self.root / f"{invocation}.alive"
+        self._alive = os.open(self._alive_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._alive, fcntl.LOCK_EX)
+        self.directory = self.root / invocation
+        self.directory.mkdir(exist_ok=True)
+
+    def close(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self._alive_path.unlink(missing_ok=True)
+        os.close(self._alive)
+        with contextlib.suppress(OSError):
+            self.root.rmdir()  # only when no other invocation is using it
+
+    def _remove_stale(self) -> None:
+        now = time.time()
+        for alive in self.root.glob("*.alive"):
+            with contextlib.suppress(OSError):
+                if now - alive.stat().st_mtime < self.STALE_AFTER_SECONDS:
+                    continue
+                descriptor = os.open(alive, os.O_RDWR)
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its invocation is running
+                finally:
+                    os.close(descriptor)
+                shutil.rmtree(self.root / alive.stem, ignore_errors=True)
+                alive.unlink(missing_ok=True)
 
 
 @dataclass

@@ -171,12 +171,17 @@ def make_plan(
 
     total = sum(len(group.observations) for group in groups.values())
     size = chunk_size or automatic_chunk_size(total, jobs)
-    chunks = [
+    return Plan(method_class.name, list(groups.values()), make_chunks(groups.values(), size), size)
+
+
+def make_chunks(groups: Iterable[Group], size: int) -> list[Chunk]:
+    """Each group's runs cut into chunks of `size`, group after group, so that a worker meets
+    one group's chunks together and keeps few models in memory."""
+    return [
         Chunk(group.key, index, tuple(group.observations[start : start + size]))
-        for group in groups.values()
+        for group in groups
         for index, start in enumerate(range(0, len(group.observations), size))
     ]
-    return Plan(method_class.name, list(groups.values()), chunks, size)
 
 
 def automatic_chunk_size(runs: int, jobs: int) -> int:

@@ -22,6 +22,9 @@ class Progress(Protocol):
 
     def chunk_done(self, result: ChunkResult, summary: Summary) -> None: ...
 
+    def notice(self, text: str) -> None:
+        """A line worth keeping: a group finished, a lock being waited for."""
+
     def finished(self, summary: Summary) -> None: ...
 
 
@@ -32,8 +35,79 @@ class SilentProgress:
     def chunk_done(self, result: ChunkResult, summary: Summary) -> None:
         pass
 
+    def notice(self, text: str) -> None:
+        pass
+
     def finished(self, summary: Summary) -> None:
         pass
+
+
+class FanOut:
+    """Several progress reports at once: the terminal and a log file, say."""
+
+    def __init__(self, *reports: Progress) -> None:
+        self.reports = reports
+
+    def started(self, plan: Plan) -> None:
+        for report in self.reports:
+            report.started(plan)
+
+    def chunk_done(self, result: ChunkResult, summary: Summary) -> None:
+        for report in self.reports:
+            report.chunk_done(result, summary)
+
+    def notice(self, text: str) -> None:
+        for report in self.reports:
+            report.notice(text)
+
+    def finished(self, summary: Summary) -> None:
+        for report in self.reports:
+            report.finished(summary)
+
+
+def describe_summary(summary: Summary) -> str:
+    loads = f"{summary.model_loads} model load{'s' if summary.model_loads != 1 else ''}"
+    line = (
+        f"{summary.method}: {summary.requested} requested, {summary.already_done} already done, "
+        f"{summary.ran} ran ({summary.ok} ok, {summary.failed} failed) in {summary.groups} "
+        f"group(s) and {summary.chunks} chunk(s); {loads}; {summary.wall_seconds:.1f} s"
+    )
+    if summary.locked:
+        line += f"; {summary.locked} run(s) locked by another invocation"
+    if summary.interrupted:
+        line += f"; interrupted by {summary.signal}, {summary.pending} run(s) not done"
+    return line + f"; exit code {int(summary.exit_code)}"
+
+
+class LogFile:
+    """Appends to a log file, for cron: timestamped lines, one per group and per failure, and
+    the summary. Opened for each line, so a log rotated meanwhile is simply recreated."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._written_failures = 0
+
+    def _say(self, text: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        with open(self.path, "a", encoding="utf-8") as log:
+            log.write(f"{stamp} {text}\n")
+
+    def started(self, plan: Plan) -> None:
+        self._say(f"start: {' '.join(sys.argv)}")
+        self._say(describe_plan(plan))
+
+    def chunk_done(self, result: ChunkResult, summary: Summary) -> None:
+        for outcome in result.outcomes:
+            if not outcome.ok:
+                self._say(f"failed: {outcome.observation}: {outcome.error}")
+
+    def notice(self, text: str) -> None:
+        self._say(text)
+
+    def finished(self, summary: Summary) -> None:
+        for holder in summary.locked_groups:
+            self._say(f"locked by another invocation: group {holder}")
+        self._say(describe_summary(summary))
 
 
 def describe_plan(plan: Plan) -> str:
@@ -67,6 +141,9 @@ class LineProgress:
         if now - self._last >= LINE_INTERVAL_SECONDS:
             self._last = now
             self._say(f"{summary.ran}/{self._total} runs done, {summary.failed} failed")
+
+    def notice(self, text: str) -> None:
+        self._say(text)
 
     def finished(self, summary: Summary) -> None:
         pass
@@ -105,6 +182,9 @@ class RichProgress:
 
     def chunk_done(self, result: ChunkResult, summary: Summary) -> None:
         self._bar.update(self._task, completed=summary.ran, failed=summary.failed)
+
+    def notice(self, text: str) -> None:
+        self._bar.console.print(text, markup=False, highlight=False)
 
     def finished(self, summary: Summary) -> None:
         self._bar.stop()

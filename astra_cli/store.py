@@ -158,24 +158,34 @@ class ResultsStore:
             )
         return len(rows)
 
-    def records(self, method: str | None = None, status: str | None = None) -> Iterator[RunRecord]:
-        """Stored runs, optionally of one method and one status, ordered by group and then by
+    def records(
+        self, method: str | None = None, status: str | None = None, group_key: str | None = None
+    ) -> Iterator[RunRecord]:
+        """Stored runs, optionally of one method, status and group, ordered by group and then by
         start time."""
-        where, parameters = _where(method, status)
+        where, parameters = _where(method, status, group_key)
         query = f"SELECT {','.join(_COLUMNS)} FROM runs{where} ORDER BY group_key, started_at"
         for row in self._connection.execute(query, parameters):
             yield _from_row(row)
 
-    def count(self, method: str | None = None, status: str | None = None) -> int:
-        where, parameters = _where(method, status)
-        (count,) = self._connection.execute(
-            f"SELECT COUNT(*) FROM runs{where}", parameters
-        ).fetchone()
+    def count(
+        self, method: str | None = None, status: str | None = None, group_key: str | None = None
+    ) -> int:
+        where, parameters = _where(method, status, group_key)
+        query = f"SELECT COUNT(*) FROM runs{where}"
+        (count,) = self._connection.execute(query, parameters).fetchone()
         return count
 
+    def methods(self) -> list[str]:
+        """The methods that have runs in the store."""
+        query = "SELECT DISTINCT method FROM runs ORDER BY method"
+        return [method for (method,) in self._connection.execute(query)]
 
-def _where(method: str | None, status: str | None) -> tuple[str, list[str]]:
-    clauses = {"method = ?": method, "status = ?": status}
+
+def _where(
+    method: str | None, status: str | None, group_key: str | None = None
+) -> tuple[str, list[str]]:
+    clauses = {"method = ?": method, "status = ?": status, "group_key = ?": group_key}
     used = {clause: value for clause, value in clauses.items() if value is not None}
     return (f" WHERE {' AND '.join(used)}" if used else "", list(used.values()))
 
@@ -188,7 +198,10 @@ class _Transaction:
         self._connection.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        self._connection.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            self._connection.execute("COMMIT")
+        elif self._connection.in_transaction:  # SQLite rolls back by itself on SQLITE_FULL
+            self._connection.execute("ROLLBACK")
 
 
 def _to_row(record: RunRecord) -> tuple[Any, ...]:
@@ -201,7 +214,7 @@ def _to_row(record: RunRecord) -> tuple[Any, ...]:
         _dumps(record.identifiers) if record.identifiers else None,
         record.input_path,
         record.status,
-        _dumps(record.result) if record.result is not None else None,
+        _dumps(record.result, sort_keys=False) if record.result is not None else None,
         record.error,
         record.started_at,
         record.duration_s,
@@ -217,5 +230,6 @@ def _from_row(row: Sequence[Any]) -> RunRecord:
     return RunRecord(**values)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+def _dumps(value: Any, *, sort_keys: bool = True) -> str:
+    """Compact JSON; results keep the method's column order, the rest is canonical."""
+    return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), allow_nan=False)

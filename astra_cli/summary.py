@@ -26,20 +26,28 @@ class Summary:
     failed: int = 0
     pending: int = 0
     """Runs left to do because the invocation was interrupted."""
+    locked: int = 0
+    """Runs not done because another invocation held their group's lock (see --wait)."""
+    locked_groups: list[str] = field(default_factory=list)
+    """Who held each lock that stopped this invocation: `GROUP: host pid N`."""
     groups: int = 0
     chunks: int = 0
     model_loads: int = 0
     wall_seconds: float = 0.0
     interrupted: bool = False
+    signal: str | None = None
+    """SIGINT or SIGTERM when interrupted."""
     failures: list[dict[str, str]] = field(default_factory=list)
     """The first failures of this invocation: observation and error."""
 
     @property
     def exit_code(self) -> ExitCode:
         if self.interrupted:
-            return ExitCode.INTERRUPTED
+            return ExitCode.TERMINATED if self.signal == "SIGTERM" else ExitCode.INTERRUPTED
         if self.failed or self.skipped_failed or self.bad_rows:
             return ExitCode.RUNS_FAILED
+        if self.locked and not self.ran:
+            return ExitCode.LOCKED
         return ExitCode.OK
 
     def note_failure(self, observation: str, error: str) -> None:

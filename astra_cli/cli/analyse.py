@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -36,8 +37,8 @@ EXAMPLES = """\
   A sweep: every observation with each value (one group, one model, per value):
     astra analyse METHOD *.fits --OPTION 5 --OPTION 10
 
-  From cron: plain log lines, JSON summary, exit code 1 if any run failed:
-    astra analyse snr -o /data/astra --json /data/new/*.fits >> summary.jsonl
+  A manifest, as from cron: errors only on the terminal, a log file, exit code 1 if a run failed:
+    astra analyse snr --from-file tonight.csv -o /data/astra --quiet --log-file astra.log
 """
 
 
@@ -52,7 +53,10 @@ def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
                 prepared,
                 backend=common["backend"],
                 jobs=common["jobs"],
-                progress=progress_for(common["quiet"]),
+                progress=progress_for(common["quiet"], common["log_file"]),
+                wait=common["wait"],
+                force=common["force"],
+                retry_failed=common["retry_failed"],
             )
         finally:
             prepared.store.close()
@@ -65,38 +69,45 @@ def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
     raise typer.Exit(summary.exit_code)
 
 
-def progress_for(quiet: bool) -> Progress:
-    """A bar on a terminal, plain lines in a log, nothing when quiet."""
-    from astra_cli.progress import LineProgress, RichProgress, SilentProgress
+def progress_for(quiet: bool, log_file: Path | None = None) -> Progress:
+    """A bar on a terminal, plain lines in a log, nothing when quiet; and the --log-file."""
+    from astra_cli.progress import FanOut, LineProgress, LogFile, RichProgress, SilentProgress
 
     if quiet:
-        return SilentProgress()
-    if sys.stderr.isatty():
-        return RichProgress(stderr_console())
-    return LineProgress()
+        terminal: Progress = SilentProgress()
+    elif sys.stderr.isatty():
+        terminal = RichProgress(stderr_console())
+    else:
+        terminal = LineProgress()
+    return FanOut(terminal, LogFile(str(log_file))) if log_file else terminal
 
 
 def render_summary(summary: Summary) -> None:
+    from astra_cli.progress import describe_summary
+
     console = stderr_console()
-    loads = f"{summary.model_loads} model load{'s' if summary.model_loads != 1 else ''}"
-    console.print(
-        f"{summary.method}: {summary.requested} requested, {summary.already_done} already done, "
-        f"{summary.ran} ran ({summary.ok} ok, {summary.failed} failed) in {summary.groups} "
-        f"group(s) and {summary.chunks} chunk(s); {loads}; {summary.wall_seconds:.1f} s",
-        markup=False,
-        highlight=False,
-    )
+    console.print(describe_summary(summary), markup=False, highlight=False)
     render_failures(summary)
+    hints = []
     if summary.skipped_failed:
-        console.print(
+        hints.append(
             f"{summary.skipped_failed} run(s) failed in an earlier invocation and were not "
             "retried: use --retry-failed"
         )
+    if summary.bad_rows:
+        hints.append(f"{summary.bad_rows} bad manifest row(s) were skipped (see above)")
+    if summary.locked:
+        hints.append(
+            f"{summary.locked} run(s) are being run by another invocation "
+            f"({'; '.join(summary.locked_groups)}): run again later, or use --wait"
+        )
     if summary.interrupted:
-        console.print(
+        hints.append(
             f"interrupted: {summary.pending} run(s) not done; run the same command again to "
             "finish them"
         )
+    for hint in hints:
+        console.print(hint, markup=False, highlight=False)
     console.print(f"results: {summary.output_dir}", markup=False)
 
 

@@ -10,6 +10,7 @@ from astra_cli.cli.analyse import AnalyseGroup
 from astra_cli.cli.demo import demo_command
 from astra_cli.cli.methods import methods_command
 from astra_cli.cli.plan import PlanGroup
+from astra_cli.cli.results import results_command
 from astra_cli.cli.status import StatusGroup
 from astra_cli.cli.train import train_app
 
@@ -51,6 +52,7 @@ def root(
 
 
 app.command("methods")(methods_command)
+app.command("results")(results_command)
 app.command("demo")(demo_command)
 app.add_typer(train_app, name="train")
 app.add_typer(

@@ -59,8 +59,19 @@ VERBOSE = _parameter(
     "verbose", bool, False, "--verbose", "-v", metavar="", help="Show tracebacks of errors."
 )
 
+WAIT = _parameter(
+    "wait", bool, False, "--wait", metavar="",
+    help="Wait for groups that another invocation is running, instead of skipping them.",
+)  # fmt: skip
+LOG_FILE = _parameter(
+    "log_file", Optional[Path], None, "--log-file", metavar="PATH",  # noqa: UP045
+    show_default=False,
+    help="Append timestamped lines (start, each group, each failure, summary) to PATH.",
+)  # fmt: skip
+
 PLAN_OPTIONS = [OUTPUT_DIR, DATA_ROOT, JOBS, CHUNK_SIZE, FORCE, RETRY_FAILED, JSON, VERBOSE]
 STATUS_OPTIONS = [OUTPUT_DIR, DATA_ROOT, JSON, VERBOSE]
 ANALYSE_OPTIONS = [
-    OUTPUT_DIR, DATA_ROOT, JOBS, BACKEND, CHUNK_SIZE, FORCE, RETRY_FAILED, JSON, QUIET, VERBOSE,
+    OUTPUT_DIR, DATA_ROOT, JOBS, BACKEND, CHUNK_SIZE, FORCE, RETRY_FAILED, WAIT, JSON, QUIET,
+    VERBOSE, LOG_FILE,
 ]  # fmt: skip

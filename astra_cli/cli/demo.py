@@ -65,7 +65,7 @@ def demo_command(
             files,
             directory / "astra-output",
             jobs=jobs,
-            progress_factory=lambda: progress_for(False),
+            progress_factory=lambda: progress_for(quiet=False),
         )
     for summary in summaries:
         render_summary(summary)

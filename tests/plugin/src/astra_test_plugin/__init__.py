@@ -21,6 +21,7 @@ class Counting(Method):
     threads = Param(1, significant=False, help="An insignificant option.")
     load_log = Param("", significant=False, help="File that each model load appends a line to.")
     delay = Param(0.0, significant=False, help="Seconds to sleep per observation.")
+    run_log = Param("", significant=False, help="File that each analysis appends a line to.")
 
     def load_model(self):
         if self.load_log:
@@ -35,6 +36,9 @@ class Counting(Method):
         if "fail" in name:
             raise ValueError(f"asked to fail on {name}")
         time.sleep(self.delay)
+        if self.run_log:
+            with open(self.run_log, "a") as log:
+                log.write(f"a={self.a} order={self.order} {name}\n")
         return {
             "n_pixels": int(spectrum.flux.size),
             "mean_flux": float(spectrum.flux.mean()),

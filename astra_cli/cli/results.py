@@ -1,0 +1,99 @@
+"""`astra results METHOD`: every stored run of a method as one table (FITS, ECSV or CSV)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from astra_cli.cli.console import stderr_console
+from astra_cli.cli.errors import reported_errors
+from astra_cli.store import DEFAULT_OUTPUT_DIR, STORE_FILENAME
+
+
+def _method_names(incomplete: str) -> list[str]:
+    from astra_cli.methods.registry import method_names
+
+    return [name for name in method_names() if name.startswith(incomplete)]
+
+
+def results_command(
+    method: Annotated[
+        str,
+        typer.Argument(help="The method whose results to export.", autocompletion=_method_names),
+    ],
+    out: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="FILE",
+            show_default=False,
+            help="Table file to write, '-' for stdout. Default: OUTPUT_DIR/astra-METHOD.FORMAT.",
+        ),
+    ] = None,
+    file_format: Annotated[
+        Literal["fits", "ecsv", "csv"] | None,
+        typer.Option(
+            "--format", show_default=False, help="Table format. Default: from --out, else fits."
+        ),
+    ] = None,
+    status: Annotated[
+        Literal["ok", "failed", "all"], typer.Option("--status", help="Which runs to export.")
+    ] = "ok",
+    group: Annotated[
+        str | None, typer.Option("--group", metavar="KEY", help="Only this group (see astra plan).")
+    ] = None,
+    latest: Annotated[
+        bool,
+        typer.Option(
+            "--latest-per-observation",
+            metavar="",
+            help="One row per observation: its latest run, whatever the options.",
+        ),
+    ] = False,
+    output_dir: Annotated[
+        Path,
+        typer.Option(
+            "--output-dir", envvar="ASTRA_OUTPUT_DIR", metavar="DIR", help="Results store."
+        ),
+    ] = Path(DEFAULT_OUTPUT_DIR),
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", metavar="", help="Tracebacks.")
+    ] = False,
+) -> None:
+    """Export a method's results as one table: identifiers, options and result columns, one row
+    per run. FITS tables have upper-case column names like allStar, and a header recording the
+    astra version and every group's options."""
+    from astra_cli.errors import UsageError, did_you_mean
+    from astra_cli.export import default_destination, results_table, write_table
+    from astra_cli.store import ResultsStore
+
+    with reported_errors(verbose):
+        if not (output_dir / STORE_FILENAME).is_file():
+            raise UsageError(f"no results store in {output_dir} (give --output-dir)")
+        chosen = file_format or _format_of(out) or "fits"
+        destination = out or str(default_destination(method, chosen, output_dir))
+        with ResultsStore(output_dir) as store:
+            stored = store.methods()
+            if method not in stored:
+                raise UsageError(
+                    f"no runs of {method!r} in {store.path}{did_you_mean(method, stored)}; "
+                    f"it holds {', '.join(stored) or 'nothing yet'}"
+                )
+            records = store.records(method, None if status == "all" else status, group)
+            table = results_table(records, method=method, latest_per_observation=latest)
+        write_table(table, destination, chosen)
+    if destination != "-":
+        stderr_console().print(f"{len(table)} row(s) of {method}: {destination}", markup=False)
+
+
+def _format_of(out: str | None) -> str | None:
+    if not out or out == "-":
+        return None
+    name = out.lower()
+    for suffix, fmt in ((".fits", "fits"), (".fit", "fits"), (".ecsv", "ecsv"), (".csv", "csv")):
+        if name.endswith(suffix) or name.endswith(suffix + ".gz"):
+            return fmt
+    return None

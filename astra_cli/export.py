@@ -1,0 +1,179 @@
+"""Results as one table: every stored run of a method, one row each, written as FITS (an
+allStar-like catalogue with upper-case column names), ECSV or CSV.
+
+Columns: the identifier keys (in the usual order), the input path and observation key, the
+group key and the significant options (one column each; an option named like a result column
+is prefixed `option_`), status, error, start time (ISO, UTC), duration, astra and method
+versions, then every result column any run returned (masked where a run has none).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from astra_cli.errors import UsageError
+from astra_cli.identifiers import IDENTIFIER_KEYS
+from astra_cli.store import RunRecord
+from astra_cli.version import __version__
+
+FORMATS = ("fits", "ecsv", "csv")
+STATUSES = ("ok", "failed", "all")
+
+
+def results_table(
+    records: Iterable[RunRecord],
+    *,
+    method: str,
+    latest_per_observation: bool = False,
+):
+    """An astropy Table of run records."""
+    from astropy.table import MaskedColumn, Table
+
+    rows = list(records)
+    if latest_per_observation:
+        rows = _latest_per_observation(rows)
+    identifier_keys = _ordered(_first_seen(row.identifiers or {} for row in rows), IDENTIFIER_KEYS)
+    option_names = _first_seen(row.options for row in rows)
+    result_names = _first_seen(row.result or {} for row in rows)
+    option_columns = {
+        name: f"option_{name}" if name in result_names or name in _FIXED else name
+        for name in option_names
+    }
+    columns: dict[str, Any] = {}
+    for key in identifier_keys:
+        columns[key] = [(row.identifiers or {}).get(key, "") for row in rows]
+    columns["input_path"] = [row.input_path for row in rows]
+    columns["observation"] = [row.observation for row in rows]
+    columns["group_key"] = [row.group_key for row in rows]
+    for name, column in option_columns.items():
+        columns[column] = _column(MaskedColumn, [row.options.get(name) for row in rows])
+    columns["status"] = [row.status for row in rows]
+    columns["error"] = [row.error or "" for row in rows]
+    columns["started_at"] = [_iso(row.started_at) for row in rows]
+    columns["duration_s"] = _column(MaskedColumn, [row.duration_s for row in rows])
+    columns["astra_version"] = [row.astra_version for row in rows]
+    columns["method_version"] = [row.method_version for row in rows]
+    for name in result_names:
+        columns[name] = _column(MaskedColumn, [(row.result or {}).get(name) for row in rows])
+
+    table = Table(columns) if rows else Table(names=list(columns) or ["observation"])
+    groups = {row.group_key: row.options for row in rows}
+    table.meta.update(
+        {
+            "method": method,
+            "astra_version": __version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "groups": {key: groups[key] for key in sorted(groups)},
+        }
+    )
+    return table
+
+
+_FIXED = {
+    "input_path", "observation", "group_key", "status", "error", "started_at", "duration_s",
+    "astra_version", "method_version", *IDENTIFIER_KEYS,
+}  # fmt: skip
+
+
+def write_table(table, destination: str, file_format: str) -> None:
+    """Write to a file, or to standard output when `destination` is '-'."""
+    if file_format not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {file_format!r}")
+    if file_format == "fits":
+        _write_fits(table, destination)
+        return
+    astropy_format = "ascii.ecsv" if file_format == "ecsv" else "ascii.csv"
+    if file_format == "csv":
+        table = table.copy(copy_data=False)
+        table.meta.clear()  # CSV has no place for it
+    if destination == "-":
+        import sys
+
+        table.write(sys.stdout, format=astropy_format)
+        return
+    table.write(destination, format=astropy_format, overwrite=True)
+
+
+def _write_fits(table, destination: str) -> None:
+    from astropy.io import fits
+
+    hdu = fits.table_to_hdu(_upper_case(table))
+    hdu.name = "RESULTS"
+    primary = fits.PrimaryHDU()
+    header = primary.header
+    header["ASTRAVER"] = (__version__, "astra version that wrote this table")
+    header["METHOD"] = table.meta["method"]
+    header["CREATED"] = table.meta["created"]
+    header["NGROUPS"] = (len(table.meta["groups"]), "groups (option sets) in the table")
+    for key, options in table.meta["groups"].items():
+        header.add_history(f"group {key}: {json.dumps(options, sort_keys=True)}")
+    hdus = fits.HDUList([primary, hdu])
+    if destination == "-":
+        import sys
+
+        hdus.writeto(sys.stdout.buffer)
+        return
+    hdus.writeto(destination, overwrite=True)
+
+
+def _upper_case(table):
+    renamed = table.copy(copy_data=False)
+    renamed.meta.clear()  # the header says it, in FITS keywords
+    renamed.rename_columns(renamed.colnames, [name.upper() for name in renamed.colnames])
+    return renamed
+
+
+def _column(column_class, values: Sequence[Any]):
+    """A typed column with masked gaps: bool, int64, float64 or str by what the values are."""
+    import numpy as np
+
+    present = [value for value in values if value is not None]
+    if all(isinstance(value, bool) for value in present):
+        dtype, fill = bool, False
+    elif all(isinstance(value, int) and not isinstance(value, bool) for value in present):
+        dtype, fill = np.int64, 0
+    elif all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in present):
+        dtype, fill = np.float64, np.nan
+    else:
+        return column_class(
+            ["" if value is None else str(value) for value in values],
+            mask=[value is None for value in values],
+        )
+    data = np.array([fill if value is None else value for value in values], dtype=dtype)
+    return column_class(data, mask=[value is None for value in values])
+
+
+def _iso(timestamp: float | None) -> str:
+    if timestamp is None:
+        return ""
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    return moment.isoformat(timespec="seconds")
+
+
+def _first_seen(mappings: Iterable[dict]) -> list[str]:
+    """Keys in the order the methods wrote them (a method's columns, in its order)."""
+    return list(dict.fromkeys(key for mapping in mappings for key in mapping))
+
+
+def _ordered(names: Sequence[str], preferred: Sequence[str]) -> list[str]:
+    first = [name for name in preferred if name in names]
+    return first + [name for name in names if name not in first]
+
+
+def _latest_per_observation(rows: list[RunRecord]) -> list[RunRecord]:
+    latest: dict[str, RunRecord] = {}
+    for row in rows:
+        kept = latest.get(row.observation)
+        if kept is None or (row.started_at or 0) > (kept.started_at or 0):
+            latest[row.observation] = row
+    return list(latest.values())
+
+
+def default_destination(method: str, file_format: str, output_dir: str | os.PathLike[str]) -> Path:
+    """`OUTPUT_DIR/astra-METHOD.fits` (or .ecsv, .csv)."""
+    return Path(output_dir) / f"astra-{method}.{file_format}"

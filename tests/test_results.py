@@ -1,0 +1,124 @@
+"""`astra results`: the store exported as one table, read back with astropy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from typer.testing import CliRunner
+
+import astra_cli
+from astra_cli.cli.app import app
+from astra_cli.store import ResultsStore
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def store_dir(with_plugin, real_apvisits, tmp_path):
+    """Two groups of `counting` on the real files, one missing file (a failed run), and snr."""
+    out = tmp_path / "out"
+    missing = tmp_path / "apVisit-missing.fits"
+    astra_cli.run(
+        "counting", [*real_apvisits, missing], output_dir=out, backend="sequential", order=[5, 10]
+    )
+    astra_cli.run("snr", real_apvisits, output_dir=out, backend="sequential")
+    return out
+
+
+def export(store_dir, *args):
+    return runner.invoke(app, ["results", *args, "--output-dir", str(store_dir)])
+
+
+def by_observation(table, key="observation"):
+    return {(row[key], int(row["order"]) if "order" in row.colnames else 0): row for row in table}
+
+
+def test_fits_export_reads_back_as_the_store_holds(store_dir, tmp_path):
+    target = tmp_path / "counting.fits"
+    result = export(store_dir, "counting", "-o", str(target))
+
+    assert result.exit_code == 0, result.output
+    table = Table.read(target)
+    assert "OBSERVATION" in table.colnames and "A_TIMES_ORDER" in table.colnames
+    with ResultsStore(store_dir) as store:
+        records = list(store.records("counting", "ok"))
+    assert len(table) == len(records) == 4
+    rows = {(row["OBSERVATION"], int(row["ORDER"])): row for row in table}
+    for record in records:
+        row = rows[(record.observation, record.options["order"])]
+        assert row["MEAN_FLUX"] == pytest.approx(record.result["mean_flux"], rel=1e-12)
+        assert row["N_PIXELS"] == record.result["n_pixels"]
+        assert row["INPUT_PATH"] == record.input_path
+    header = fits.getheader(target, 0)
+    assert header["ASTRAVER"] == astra_cli.__version__ and header["METHOD"] == "counting"
+    assert header["NGROUPS"] == 2
+    assert sum('"order":' in line for line in header["HISTORY"]) == 2
+
+
+def test_ecsv_export_round_trips_types_and_metadata(store_dir, tmp_path):
+    target = tmp_path / "snr.ecsv"
+    assert export(store_dir, "snr", "-o", str(target)).exit_code == 0
+
+    table = Table.read(target)
+    with ResultsStore(store_dir) as store:
+        expected = {r.observation: r.result for r in store.records("snr")}
+    assert table["n_pixels"].dtype.kind == "i" and table["snr"].dtype.kind == "f"
+    for row in table:
+        assert row["snr"] == expected[row["observation"]]["snr"]
+    assert table.meta["method"] == "snr" and table.meta["astra_version"] == astra_cli.__version__
+
+
+def test_failed_runs_only_and_csv_on_stdout(store_dir):
+    result = export(store_dir, "counting", "--status", "failed", "--format", "csv", "-o", "-")
+
+    assert result.exit_code == 0, result.output
+    table = Table.read(result.stdout, format="ascii.csv")
+    assert len(table) == 2
+    assert set(table["status"]) == {"failed"}
+    assert all("missing input" in error for error in table["error"])
+
+
+def test_one_group_and_latest_per_observation(store_dir, tmp_path):
+    plan = runner.invoke(
+        app, ["status", "counting", "--order", "10", "--output-dir", str(store_dir), "--json",
+              *[str(p) for p in _inputs(store_dir)]],
+    )  # fmt: skip
+    group = json.loads(plan.stdout)["groups"][0]["key"]
+
+    one = tmp_path / "one.ecsv"
+    assert export(store_dir, "counting", "--group", group, "-o", str(one)).exit_code == 0
+    assert set(Table.read(one)["order"]) == {10}
+
+    latest = tmp_path / "latest.ecsv"
+    assert (
+        export(store_dir, "counting", "--latest-per-observation", "-o", str(latest)).exit_code == 0
+    )
+    table = Table.read(latest)
+    assert len(table) == len(set(table["observation"])) == 2
+
+
+def test_masked_where_a_run_has_no_value(store_dir, tmp_path):
+    target = tmp_path / "all.fits"
+    assert export(store_dir, "counting", "--status", "all", "-o", str(target)).exit_code == 0
+
+    table = Table.read(target)
+    failed = table["STATUS"] == "failed"
+    assert failed.sum() == 2
+    assert np.all(table["MEAN_FLUX"].mask[failed]) and not np.any(table["MEAN_FLUX"].mask[~failed])
+
+
+def test_unknown_method_and_missing_store_are_usage_errors(store_dir, tmp_path):
+    typo = export(store_dir, "countng")
+    assert typo.exit_code == 2 and "did you mean 'counting'" in typo.stderr
+
+    nowhere = runner.invoke(app, ["results", "snr", "--output-dir", str(tmp_path / "none")])
+    assert nowhere.exit_code == 2 and "no results store" in nowhere.stderr
+
+
+def _inputs(store_dir):
+    with ResultsStore(store_dir) as store:
+        return sorted({r.input_path for r in store.records("counting")})
