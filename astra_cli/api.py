@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from astra_cli.backends import Backend
 from astra_cli.errors import UsageError
 from astra_cli.identifiers import (
     IdentifierResolver,
@@ -241,6 +242,8 @@ def run(
     force: bool = False,
     retry_failed: bool = False,
     wait: bool = False,
+    scheduler: str | None = None,
+    scheduler_file: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
     **options: Any,
 ) -> Summary:
@@ -255,6 +258,9 @@ def run(
 
     wait
         Wait for groups that another invocation is running instead of skipping them.
+    backend, scheduler, scheduler_file
+        A joblib backend (loky, threading, sequential) or "dask": with a scheduler address or
+        file, or neither for a local cluster of `jobs` workers.
 
     Returns the Summary; results are in the store under `output_dir`.
 
@@ -286,11 +292,16 @@ def run(
         force=force,
         retry_failed=retry_failed,
     )
+    chosen = Backend(
+        backend,
+        jobs or default_jobs(),
+        scheduler,
+        os.fspath(scheduler_file) if scheduler_file else None,
+    )
     try:
         return execute_plan(
             prepared,
-            backend=backend,
-            jobs=jobs,
+            backend=chosen,
             progress=progress,
             wait=wait,
             force=force,

@@ -22,15 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from astra_cli.backends import Backend, joblib_settings, worker_death_errors
 from astra_cli.journal import ChunkJournal, read_journal
 from astra_cli.methods.base import Method
 from astra_cli.methods.registry import load_method
 from astra_cli.outcome import Outcome
 from astra_cli.spectra import SpectrumReadError
-
-BACKENDS = ("loky", "threading", "sequential")
-"""joblib backends astra runs on. loky (processes) is the default; threading suits methods
-whose work releases the GIL; sequential runs everything in the invoking process."""
 
 MODEL_CACHE_SIZE = 2
 """Models kept per worker. Chunks are handed out group by group, so a worker needs the model
@@ -260,52 +257,55 @@ class ChunkTasks:
 
 
 def execute(
-    tasks: Sequence[ChunkTask], numbering: ChunkTasks, *, backend: str = "loky", jobs: int = 1
+    tasks: Sequence[ChunkTask], numbering: ChunkTasks, backend: Backend
 ) -> Iterator[ChunkResult]:
-    """Run chunk tasks on a joblib backend and yield each chunk's result as it finishes.
+    """Run chunk tasks on a backend and yield each chunk's result as it finishes.
 
-    When the worker pool breaks because a worker died, the chunks that did not come back are
-    recovered from their journals (see `recover`) and the rest is resubmitted to a new pool.
-    On KeyboardInterrupt, what the journals show finished is yielded before re-raising.
+    When a worker dies under a task (the loky pool breaks; dask gives up on a task that killed
+    its workers), the chunks that did not come back are recovered from their journals (see
+    `recover`) and the rest is resubmitted. On KeyboardInterrupt, what the journals show
+    finished is yielded before re-raising.
     """
-    from concurrent.futures.process import BrokenProcessPool
-
+    deaths = worker_death_errors(backend)
     pending = list(tasks)
     fruitless_restarts = 0
-    while pending:
-        returned: set[str] = set()
-        journals = {task.chunk_id: Path(task.journal) for task in pending}
-        try:
-            for result in _parallel(backend, jobs, pending):
-                returned.add(result.chunk_id)
-                journals[result.chunk_id].unlink(missing_ok=True)
-                yield result
-            return
-        except BrokenProcessPool as error:
-            unfinished = [task for task in pending if task.chunk_id not in returned]
-            cause = worker_death_cause(error)
-            recovered, pending = recover(unfinished, numbering, died=cause)
-            yield from recovered
-            if any(not outcome.ok for result in recovered for outcome in result.outcomes):
-                continue
-            fruitless_restarts += 1
-            if fruitless_restarts > MAX_FRUITLESS_RESTARTS:
-                yield from _fail_all(pending, f"worker processes keep dying ({cause})")
+    with joblib_settings(backend) as settings:
+        while pending:
+            returned: set[str] = set()
+            journals = {task.chunk_id: Path(task.journal) for task in pending}
+            try:
+                for result in _parallel(settings, pending):
+                    returned.add(result.chunk_id)
+                    journals[result.chunk_id].unlink(missing_ok=True)
+                    yield result
                 return
-        except GeneratorExit:
-            raise
-        except BaseException:
-            unfinished = [task for task in pending if task.chunk_id not in returned]
-            recovered, _ = recover(unfinished, numbering, died=None)
-            yield from recovered
-            raise
+            except deaths as error:
+                unfinished = [task for task in pending if task.chunk_id not in returned]
+                cause = worker_death_cause(error)
+                recovered, pending = recover(unfinished, numbering, died=cause)
+                yield from recovered
+                if any(not outcome.ok for result in recovered for outcome in result.outcomes):
+                    continue
+                fruitless_restarts += 1
+                if fruitless_restarts > MAX_FRUITLESS_RESTARTS:
+                    yield from _fail_all(pending, f"worker processes keep dying ({cause})")
+                    return
+            except GeneratorExit:
+                raise
+            except BaseException:
+                unfinished = [task for task in pending if task.chunk_id not in returned]
+                recovered, _ = recover(unfinished, numbering, died=None)
+                yield from recovered
+                raise
 
 
-def _parallel(backend: str, jobs: int, tasks: Sequence[ChunkTask]) -> Iterator[ChunkResult]:
-    from joblib import Parallel, delayed
+def _parallel(settings: dict, tasks: Sequence[ChunkTask]) -> Iterator[ChunkResult]:
+    """Results as chunks finish, one chunk per joblib task (chunks are batches already)."""
+    from joblib import Parallel, delayed, parallel_config
 
-    parallel = Parallel(n_jobs=jobs, backend=backend, return_as="generator_unordered", batch_size=1)
-    return parallel(delayed(run_chunk)(task) for task in tasks)
+    with parallel_config(**settings):
+        parallel = Parallel(return_as="generator_unordered", batch_size=1)
+        yield from parallel(delayed(run_chunk)(task) for task in tasks)
 
 
 def recover(
@@ -346,9 +346,10 @@ def recover(
 
 
 def worker_death_cause(error: BaseException) -> str:
-    """A short cause from joblib's message, which names the workers' exit codes."""
+    """A short cause from joblib's message, which names the workers' exit codes (dask says
+    which task killed how many workers)."""
     found = re.search(r"exit codes of the workers are (\{[^}]*\})", str(error))
-    codes = f"exit codes {found.group(1)}" if found else type(error).__name__
+    codes = f"exit codes {found.group(1)}" if found else f"{type(error).__name__}: {error}"
     return (
         f"{codes}; killed by the OS (out of memory?) or crashed. If several workers were "
         "busy, the others were stopped with it: rerun with --retry-failed"

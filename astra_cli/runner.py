@@ -17,8 +17,9 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 
-from astra_cli.errors import AstraError, UsageError
-from astra_cli.executor import BACKENDS, ChunkResult, ChunkTask, ChunkTasks, execute
+from astra_cli.backends import Backend
+from astra_cli.errors import AstraError
+from astra_cli.executor import ChunkResult, ChunkTask, ChunkTasks, execute
 from astra_cli.exit_codes import ExitCode
 from astra_cli.identifiers import Observation
 from astra_cli.journal import JournalArea
@@ -43,7 +44,7 @@ class StoreWriteError(AstraError):
 def execute_plan(
     prepared,
     *,
-    backend: str = "loky",
+    backend: str | Backend = "loky",
     jobs: int | None = None,
     progress: Progress | None = None,
     wait: bool = False,
@@ -52,15 +53,17 @@ def execute_plan(
 ) -> Summary:
     """Run every group of the plan; returns the Summary (its exit_code is the CLI's).
 
+    backend
+        A backend name (see `astra_cli.backends.BACKENDS`) run with `jobs` workers, or a
+        `Backend` (a dask scheduler, say).
     force, retry_failed
         As given to the planner: they decide which runs another invocation finished while this
         one waited for a lock still count as to do.
     """
     from astra_cli.api import default_jobs
 
-    jobs = jobs or default_jobs()
-    if backend not in BACKENDS:
-        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if not isinstance(backend, Backend):
+        backend = Backend(backend, jobs or default_jobs())
     plan, store = prepared.plan, prepared.store
     progress = progress or SilentProgress()
     summary = Summary(
@@ -95,7 +98,7 @@ def execute_plan(
                 chunks = make_chunks(groups, plan.chunk_size)
                 summary.chunks += len(chunks)
                 tasks = [committer.task(numbering, chunk) for chunk in chunks]
-                for result in execute(tasks, numbering, backend=backend, jobs=jobs):
+                for result in execute(tasks, numbering, backend):
                     committer.commit(result)
                     progress.chunk_done(result, summary)
                 for group in ready:

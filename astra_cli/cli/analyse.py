@@ -44,15 +44,21 @@ EXAMPLES = """\
 
 def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
     from astra_cli import api
+    from astra_cli.backends import Backend
 
     common = invocation.common
     with reported_errors(common["verbose"]):
+        backend = Backend(
+            common["backend"],
+            common["jobs"] or api.default_jobs(),
+            common["scheduler"],
+            str(common["scheduler_file"]) if common["scheduler_file"] else None,
+        )
         prepared = prepare_invocation(method_class, invocation)
         try:
             summary = api.execute_plan(
                 prepared,
-                backend=common["backend"],
-                jobs=common["jobs"],
+                backend=backend,
                 progress=progress_for(common["quiet"], common["log_file"]),
                 wait=common["wait"],
                 force=common["force"],

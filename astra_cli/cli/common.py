@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
+from astra_cli.backends import BACKENDS
 from astra_cli.cli.method_commands import COMMON_PANEL
-from astra_cli.executor import BACKENDS
 from astra_cli.store import DEFAULT_OUTPUT_DIR
 
 _KEYWORD = inspect.Parameter.KEYWORD_ONLY
@@ -39,6 +39,16 @@ JOBS = _parameter(
 BACKEND = _parameter(
     "backend", Literal[BACKENDS], "loky", "--backend",
     help="joblib backend: loky (processes), threading, or sequential (in this process).",
+)  # fmt: skip
+SCHEDULER = _parameter(
+    "scheduler", Optional[str], None, "--scheduler", metavar="ADDRESS",  # noqa: UP045
+    show_default=False, help="With --backend dask: a running scheduler, tcp://host:port.",
+)  # fmt: skip
+SCHEDULER_FILE = _parameter(
+    "scheduler_file", Optional[Path], None, "--scheduler-file", metavar="FILE",  # noqa: UP045
+    show_default=False,
+    help="With --backend dask: the scheduler's file (dask scheduler --scheduler-file, "
+    "dask-jobqueue). With neither, a local cluster of --jobs workers.",
 )  # fmt: skip
 CHUNK_SIZE = _parameter(
     "chunk_size", Optional[int], None, "--chunk-size", min=1, metavar="N",  # noqa: UP045
@@ -72,6 +82,6 @@ LOG_FILE = _parameter(
 PLAN_OPTIONS = [OUTPUT_DIR, DATA_ROOT, JOBS, CHUNK_SIZE, FORCE, RETRY_FAILED, JSON, VERBOSE]
 STATUS_OPTIONS = [OUTPUT_DIR, DATA_ROOT, JSON, VERBOSE]
 ANALYSE_OPTIONS = [
-    OUTPUT_DIR, DATA_ROOT, JOBS, BACKEND, CHUNK_SIZE, FORCE, RETRY_FAILED, WAIT, JSON, QUIET,
-    VERBOSE, LOG_FILE,
+    OUTPUT_DIR, DATA_ROOT, JOBS, BACKEND, SCHEDULER, SCHEDULER_FILE, CHUNK_SIZE, FORCE,
+    RETRY_FAILED, WAIT, JSON, QUIET, VERBOSE, LOG_FILE,
 ]  # fmt: skip

@@ -1,0 +1,132 @@
+"""`--backend dask` against a real dask.distributed scheduler and two worker processes on
+127.0.0.1 (random ports), started and stopped by the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import astra_subprocess
+from fits_factory import write_apstars
+
+distributed = pytest.importorskip(
+    "distributed", reason="the dask extra is not installed: pip install 'astra-cli[dask]'"
+)
+
+DASK = str(Path(sys.executable).parent / "dask")
+
+
+@pytest.fixture(scope="module")
+def cluster(plugin_dir, tmp_path_factory):
+    """A scheduler and two single-threaded worker processes that can import the test plugin;
+    always shut down, even when a test fails."""
+    directory = tmp_path_factory.mktemp("dask")
+    scheduler_file = directory / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": str(plugin_dir)}
+    processes = [
+        subprocess.Popen(
+            [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+             "--scheduler-file", str(scheduler_file)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    ]  # fmt: skip
+    try:
+        _wait_for(scheduler_file.exists)
+        for _ in range(2):
+            processes.append(
+                subprocess.Popen(
+                    [DASK, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
+                     "--no-nanny", "--no-dashboard", "--host", "127.0.0.1",
+                     "--memory-limit", "4GB"],
+                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+        with distributed.Client(scheduler_file=str(scheduler_file), timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+            address = client.scheduler.address
+        yield {"file": scheduler_file, "address": address, "env": env}
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("the dask scheduler did not start")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def spectra(tmp_path_factory):
+    return write_apstars(tmp_path_factory.mktemp("dask-spectra"), 40)
+
+
+def test_runs_on_the_cluster_and_loads_each_model_once_per_worker(cluster, spectra, tmp_path):
+    loads = tmp_path / "loads.log"
+    result = astra_subprocess(
+        "analyse", "counting", *map(str, spectra), "--order", "5", "--order", "10",
+        "--backend", "dask", "--scheduler-file", str(cluster["file"]), "--chunk-size", "5",
+        "--load-log", str(loads), "-o", str(tmp_path / "out"), "--json", env=cluster["env"],
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["ran"], summary["ok"], summary["groups"]) == (80, 80, 2)
+    lines = loads.read_text().splitlines()
+    for group in ("order=5", "order=10"):
+        pids = [line.split()[0] for line in lines if line.endswith(group)]
+        assert 1 <= len(pids) <= 2 and len(set(pids)) == len(pids), lines
+    assert os.getpid() not in {int(line.split()[0]) for line in lines}
+    assert summary["model_loads"] == len(lines)
+
+
+def test_scheduler_address_works_too_and_results_match_local_ones(cluster, spectra, tmp_path):
+    common = ("analyse", "counting", *map(str, spectra[:10]), "--json")
+    on_dask = astra_subprocess(
+        *common, "--backend", "dask", "--scheduler", cluster["address"],
+        "-o", str(tmp_path / "dask"), env=cluster["env"],
+    )  # fmt: skip
+    local = astra_subprocess(
+        *common, "--backend", "sequential", "-o", str(tmp_path / "local"), env=cluster["env"]
+    )
+    assert on_dask.returncode == local.returncode == 0, on_dask.stderr + local.stderr
+
+    from astra_cli.store import ResultsStore
+
+    def means(directory):
+        with ResultsStore(directory) as store:
+            return {r.observation: r.result["mean_flux"] for r in store.records()}
+
+    assert means(tmp_path / "dask") == means(tmp_path / "local")
+
+
+def test_unreachable_scheduler_is_a_usage_error(tmp_path, spectra):
+    result = astra_subprocess(
+        "analyse", "snr", str(spectra[0]), "--backend", "dask", "--scheduler",
+        "tcp://127.0.0.1:9", "-o", str(tmp_path / "out"),
+        env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "cannot reach the dask scheduler at tcp://127.0.0.1:9" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_scheduler_without_dask_backend_is_refused(tmp_path, spectra):
+    result = astra_subprocess(
+        "analyse", "snr", str(spectra[0]), "--scheduler", "tcp://127.0.0.1:9",
+        "-o", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert result.returncode == 2 and "--backend dask" in result.stderr
