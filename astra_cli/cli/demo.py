@@ -57,6 +57,7 @@ def demo_command(
             markup=False,
         )
         if not run:
+            console.print(_next_steps(files), markup=False, highlight=False)
             return
         from astra_cli.cli.analyse import progress_for, render_summary
         from astra_cli.demo.report import analyse_demo
@@ -90,3 +91,20 @@ def _render_accuracy(rows) -> None:
             f"{row.target:g}", "ok" if row.met else "MISSED",
         )  # fmt: skip
     Console().print(table)
+
+
+def _next_steps(files) -> str:
+    """The commands a new user runs next, with this data set's paths filled in."""
+    root, models, out = files.data_root, files.grid_fits.parent, files.directory / "astra-output"
+    common = f"--data-root {root} -o {out}"
+    return "\n".join(
+        [
+            "next, for example:",
+            f"  astra analyse grid --grid {models / 'grid.fits'} "
+            f"--from-file {files.stars_manifest} {common}",
+            f"  astra analyse rv --templates {models / 'rv-templates.fits'} "
+            f"--from-file {files.visits_manifest} {common}",
+            f"  astra results grid --output-dir {out} -o grid.fits",
+            f"or all at once, compared with the truth: astra demo {files.directory} --run",
+        ]
+    )
