@@ -27,18 +27,25 @@ if TYPE_CHECKING:
 EXAMPLES = """\
 [bold]Examples[/]
 
-  One file:
-    astra analyse snr apVisit-r13-5095-55844-128.fits
+  One star, by file:
+    astra analyse snr apStar-dr17-2M06440890-0610126.fits
 
-  Batch mode, per-key options zipped like the seed's tuples (a key given once applies to all):
+  Batch mode: per-key options are zipped position by position, like the tuples
+  of Astra's batch mode; a key given once applies to every observation:
     astra analyse snr --release dr16 --apred r12 --telescope apo25m \\
-        --field 218-04 --obj 2M06440890-0610126 --field 000+14 --obj 2M16505794-2118004
+      --field 218-04 --obj 2M06440890-0610126 \\
+      --field 000+14 --obj 2M16505794-2118004
 
-  A sweep: every observation with each value (one group, one model, per value):
-    astra analyse METHOD *.fits --OPTION 5 --OPTION 10
+  A sweep: every observation with each value; one group (one model) per value:
+    astra analyse grid --grid grid.fits data/*.fits \\
+      --continuum-order 3 --continuum-order 4
 
-  A manifest, as from cron: errors only on the terminal, a log file, exit code 1 if a run failed:
-    astra analyse snr --from-file tonight.csv -o /data/astra --quiet --log-file astra.log
+  A manifest (txt, csv, tsv, ecsv, fits, jsonl; '-' reads standard input):
+    astra analyse cannon --model cannon.fits --from-file allStar-dr17.fits
+
+  From cron: errors only, a log file, exit code 1 if any run failed:
+    astra analyse grid --grid grid.fits --from-file tonight.csv \\
+      -o /data/astra --quiet --log-file /data/astra/astra.log
 """
 
 
@@ -135,5 +142,6 @@ class AnalyseGroup(MethodGroup):
                 f"Analyse observations with {method_class.name}.\n\n"
                 f"{method_description(method_class)}"
             ),
+            short_help=method_class.summary(),
             epilog=EXAMPLES,
         )

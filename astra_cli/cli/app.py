@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from astra_cli.cli.analyse import AnalyseGroup
+from astra_cli.cli.completion import INSTALL, completion_command, enable_shell_completion
 from astra_cli.cli.demo import demo_command
+from astra_cli.cli.helptext import Command, Group, help_of
 from astra_cli.cli.methods import methods_command
 from astra_cli.cli.plan import PlanGroup
 from astra_cli.cli.results import results_command
@@ -24,10 +26,12 @@ HELP = (
 
 app = typer.Typer(
     name="astra",
+    cls=Group,
     help=HELP,
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
+    add_completion=False,  # `astra completion SHELL` instead of --install/--show-completion
 )
 
 
@@ -44,16 +48,24 @@ def root(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            metavar="",
+            help="Print the version and exit.",
         ),
     ] = False,
 ) -> None:
     """Analyse large batches of SDSS APOGEE spectra."""
 
 
-app.command("methods")(methods_command)
-app.command("results")(results_command)
-app.command("demo")(demo_command)
+for name, function, epilog in (
+    ("methods", methods_command, None),
+    ("results", results_command, None),
+    ("demo", demo_command, None),
+    ("completion", completion_command, INSTALL),
+):
+    app.command(name, cls=Command, help=help_of(function), epilog=epilog)(function)
 app.add_typer(train_app, name="train")
 app.add_typer(
     typer.Typer(cls=AnalyseGroup, no_args_is_help=True),
@@ -74,4 +86,5 @@ app.add_typer(
 
 
 def main() -> None:
+    enable_shell_completion()
     app(prog_name="astra")

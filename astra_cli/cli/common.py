@@ -34,11 +34,12 @@ DATA_ROOT = _parameter(
 )  # fmt: skip
 JOBS = _parameter(
     "jobs", Optional[int], None, "--jobs", "-j", min=1, metavar="N",  # noqa: UP045
-    show_default=False, help="Worker processes. [default: every core]",
+    show_default=False, help="Worker processes. \\[default: every core]",
 )  # fmt: skip
 BACKEND = _parameter(
-    "backend", Literal[BACKENDS], "loky", "--backend",
-    help="joblib backend: loky (processes), threading, or sequential (in this process).",
+    "backend", Literal[BACKENDS], "loky", "--backend", metavar="NAME",
+    help="joblib backend: loky (processes), threading, sequential (in this process), or dask "
+    "(a dask.distributed cluster: --scheduler, --scheduler-file).",
 )  # fmt: skip
 SCHEDULER = _parameter(
     "scheduler", Optional[str], None, "--scheduler", metavar="ADDRESS",  # noqa: UP045
@@ -53,7 +54,7 @@ SCHEDULER_FILE = _parameter(
 CHUNK_SIZE = _parameter(
     "chunk_size", Optional[int], None, "--chunk-size", min=1, metavar="N",  # noqa: UP045
     show_default=False,
-    help="Observations per worker call. [default: enough chunks to keep every worker busy]",
+    help="Observations per worker call. \\[default: enough chunks to keep every worker busy]",
 )  # fmt: skip
 FORCE = _parameter(
     "force", bool, False, "--force", metavar="", help="Rerun runs that are already in the store."

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
 import typer
-from typer.core import TyperGroup
 
+from astra_cli.cli.helptext import Command, Group, unwrap
 from astra_cli.errors import AstraError
 from astra_cli.identifiers import IDENTIFIER_KEYS
 from astra_cli.manifest import FORMATS
@@ -42,6 +42,19 @@ PER_KEY_HELP = {
     "mjd": "MJD of the visit (apVisit).",
     "fiber": "Fiber (apVisit).",
 }
+
+KINDS = {
+    "apStar": "combined spectrum of a star (the default)",
+    "apStar-1m": "combined spectrum from the APO 1m",
+    "apVisit": "one visit (the default with plate, mjd, fiber)",
+    "apVisit-1m": "one visit with the APO 1m",
+    "aspcapStar": "ASPCAP's continuum-normalised spectrum",
+}
+"""Products offered when completing --kind; any other product sdss-access knows is accepted."""
+
+
+def complete_kind(incomplete: str) -> list[tuple[str, str]]:
+    return [(kind, text) for kind, text in KINDS.items() if kind.startswith(incomplete)]
 
 
 @dataclass(frozen=True)
@@ -135,7 +148,7 @@ def manifest_parameters() -> list[inspect.Parameter]:
         ),
         option(
             "kind", Optional[str], None, "--kind", metavar="PRODUCT",  # noqa: UP045
-            rich_help_panel=INPUT_PANEL,
+            rich_help_panel=INPUT_PANEL, autocompletion=complete_kind,
             help="sdss-access product that identifiers name: apStar, apVisit, ... (default: "
             "apVisit when plate, mjd or fiber are given, else apStar).",
         ),
@@ -155,18 +168,11 @@ def method_parameters(method_class: type[Method]) -> list[inspect.Parameter]:
 
 
 def _method_parameter(param: Param, panel: str) -> inspect.Parameter:
-    role = (
-        "significant: each value is its own group"
-        if param.significant
-        else "insignificant: does not split groups"
-    )
-    default = "" if param.required else f"; default {param.default}"
-    text = f"{param.help} [{role}{default}]".strip()
     name = _METHOD_PREFIX + param.name
     if param.type is bool:
         flags = f"{param.flag}/--no-{param.flag[2:]}"
         option = typer.Option(
-            flags, help=text, rich_help_panel=panel, show_default=False, metavar=""
+            flags, help=option_help(param), rich_help_panel=panel, show_default=False, metavar=""
         )
         return _option(name, Optional[bool], None, option)  # noqa: UP045
     value_type: Any = param.type
@@ -174,13 +180,28 @@ def _method_parameter(param: Param, panel: str) -> inspect.Parameter:
         value_type = Literal[tuple(param.choices)]
     metavar = "PATH" if param.type is Path else param.type.__name__.upper()
     option = typer.Option(
-        param.flag,
-        help=text + (" Repeat to sweep." if param.significant else ""),
-        metavar=metavar,
-        rich_help_panel=panel,
+        param.flag, help=option_help(param), metavar=metavar, rich_help_panel=panel,
         show_default=False,
-    )
+    )  # fmt: skip
     return _option(name, Optional[list[value_type]], None, option)  # noqa: UP045
+
+
+def option_help(param: Param) -> str:
+    """The method's help for an option, then whether it is significant and its default.
+
+    Typer renders help as rich markup, which would swallow a bracketed note (and anything in a
+    plugin's help that looks like a tag), so both are escaped.
+    """
+    from rich.markup import escape
+
+    sweep = " Repeat to sweep." if param.significant and param.type is not bool else ""
+    role = (
+        "significant: each value is its own group"
+        if param.significant
+        else "insignificant: does not split groups"
+    )
+    default = "required" if param.required else f"default: {param.default}"
+    return f"{escape(param.help)}{sweep} \\[{role}; {default}]".strip()
 
 
 def split_arguments(values: dict[str, Any]) -> Invocation:
@@ -211,9 +232,10 @@ Action = Callable[[type[Method], Invocation], None]
 
 def method_description(method_class: type[Method]) -> str:
     """The method's docstring as help paragraphs: rich keeps single newlines, so the lines of
-    each paragraph are joined."""
-    paragraphs = inspect.cleandoc(method_class.__doc__ or "").split("\n\n")
-    return "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
+    each paragraph are joined; rich markup in it is escaped."""
+    from rich.markup import escape
+
+    return escape(unwrap(method_class.__doc__ or ""))
 
 
 def build_method_command(
@@ -222,6 +244,7 @@ def build_method_command(
     common: list[inspect.Parameter],
     *,
     help_text: str,
+    short_help: str | None = None,
     epilog: str | None = None,
 ):
     """A click command for one method: its signature is the inputs, the method's options and
@@ -234,13 +257,15 @@ def build_method_command(
     command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in parameters}
     app = typer.Typer(add_completion=False, rich_markup_mode="rich")
-    app.command(name=method_class.name, help=help_text, epilog=epilog)(command)
+    app.command(
+        name=method_class.name, cls=Command, help=help_text, short_help=short_help, epilog=epilog
+    )(command)
     click_command = typer.main.get_command(app)
     click_command.name = method_class.name
     return click_command
 
 
-class MethodGroup(TyperGroup):
+class MethodGroup(Group):
     """A group whose subcommands are the installed methods, built lazily.
 
     Subclasses set `build(method_class)` to make the command of one method.
@@ -251,6 +276,15 @@ class MethodGroup(TyperGroup):
 
     def list_commands(self, ctx: Any) -> list[str]:
         return method_names()
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        """Method names straight from the entry points, importing no method (a plugin's import
+        may be slow or broken), then the group's own options."""
+        from typer._click.core import Command as ClickCommand
+        from typer._click.shell_completion import CompletionItem
+
+        names = [CompletionItem(name) for name in method_names() if name.startswith(incomplete)]
+        return names + ClickCommand.shell_complete(self, ctx, incomplete)
 
     def get_command(self, ctx: Any, cmd_name: str):
         if cmd_name not in method_names():
@@ -268,7 +302,7 @@ def _broken_method_command(name: str, message: str):
 
     app = typer.Typer(add_completion=False)
 
-    @app.command(name=name, help=f"(cannot be loaded: {message})")
+    @app.command(name=name, cls=Command, help=f"(cannot be loaded: {message})")
     def broken() -> None:
         exit_with_error(message, 2)
 

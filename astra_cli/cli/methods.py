@@ -11,7 +11,9 @@ from astra_cli.cli.errors import reported_errors
 
 
 def methods_command(
-    json: Annotated[bool, typer.Option("--json", help="Print a JSON document on stdout.")] = False,
+    json: Annotated[
+        bool, typer.Option("--json", metavar="", help="Print a JSON document on stdout.")
+    ] = False,
 ) -> None:
     """List the installed methods (built-in and plugins) and their options."""
     from astra_cli.methods.registry import load_method, method_names

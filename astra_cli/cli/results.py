@@ -21,7 +21,11 @@ def _method_names(incomplete: str) -> list[str]:
 def results_command(
     method: Annotated[
         str,
-        typer.Argument(help="The method whose results to export.", autocompletion=_method_names),
+        typer.Argument(
+            help="The method whose results to export.",
+            metavar="METHOD",
+            autocompletion=_method_names,
+        ),
     ],
     out: Annotated[
         str | None,
@@ -60,12 +64,15 @@ def results_command(
         ),
     ] = Path(DEFAULT_OUTPUT_DIR),
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", metavar="", help="Tracebacks.")
+        bool, typer.Option("--verbose", "-v", metavar="", help="Show tracebacks of errors.")
     ] = False,
 ) -> None:
-    """Export a method's results as one table: identifiers, options and result columns, one row
-    per run. FITS tables have upper-case column names like allStar, and a header recording the
-    astra version and every group's options."""
+    """Export a method's results as one table (FITS, ECSV or CSV).
+
+    One row per run: identifiers, input path, group key, significant options, status and every
+    result column. FITS tables have upper-case column names like allStar, and a header recording
+    the astra version and every group's options.
+    """
     from astra_cli.errors import UsageError, did_you_mean
     from astra_cli.export import default_destination, results_table, write_table
     from astra_cli.store import ResultsStore

@@ -9,13 +9,14 @@ import typer
 
 from astra_cli.cli.console import stderr_console
 from astra_cli.cli.errors import reported_errors
+from astra_cli.cli.helptext import Command, Group
 
 train_app = typer.Typer(
-    help="Train data-driven models from labelled spectra.", no_args_is_help=True
+    cls=Group, help="Train data-driven models from labelled spectra.", no_args_is_help=True
 )
 
 
-@train_app.command("cannon")
+@train_app.command("cannon", cls=Command)
 def train_cannon_command(
     from_file: Annotated[
         list[str],
@@ -41,7 +42,7 @@ def train_cannon_command(
         str | None, typer.Option("--format", help="Manifest format (default: from the name).")
     ] = None,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", metavar="", help="Tracebacks.")
+        bool, typer.Option("--verbose", "-v", metavar="", help="Show tracebacks of errors.")
     ] = False,
 ) -> None:
     """Train The Cannon: a quadratic-in-labels model of every pixel, with its own scatter.

@@ -1,0 +1,1 @@
+complete --command astra --no-files --arguments "(env _ASTRA_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) astra)" --condition "env _ASTRA_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) astra"
