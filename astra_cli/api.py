@@ -223,11 +223,23 @@ def _check_prerequisites(method_class: type[Method], combinations: list[dict]) -
         method = method_class(**options)
         for required in method.requires():
             if not Path(required).is_file():
-                raise UsageError(
-                    f"{method_class.name} needs {required}, which "
-                    f"{'is not a file' if Path(required).exists() else 'does not exist'}"
-                )
+                raise UsageError(_missing_file(method, Path(required)))
         method.validate()
+
+
+def _missing_file(method: Method, required: Path) -> str:
+    """Which file is missing, which option named it, and where to look next."""
+    flags = [
+        param.flag
+        for name, param in method.params.items()
+        if param.type is Path and str(getattr(method, name)) == str(required)
+    ]
+    given = f" (given as {flags[0]})" if flags else ""
+    state = "is not a file" if required.exists() else "does not exist"
+    return (
+        f"{method.name} needs {required}{given}, which {state}: check the path "
+        f"(`astra analyse {method.name} --help` says what the file holds)"
+    )
 
 
 def run(

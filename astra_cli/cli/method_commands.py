@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 
 from astra_cli.cli.helptext import Command, Group, unwrap
-from astra_cli.errors import AstraError
+from astra_cli.errors import AstraError, did_you_mean
 from astra_cli.identifiers import IDENTIFIER_KEYS
 from astra_cli.manifest import FORMATS
 from astra_cli.methods.base import Method, Param
@@ -285,6 +285,22 @@ class MethodGroup(Group):
 
         names = [CompletionItem(name) for name in method_names() if name.startswith(incomplete)]
         return names + ClickCommand.shell_complete(self, ctx, incomplete)
+
+    def resolve_command(self, ctx: Any, args: list[str]):
+        """An unknown method is named with the closest installed one and where to look."""
+        from typer._click.exceptions import UsageError
+
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as error:
+            name = args[0] if args else ""
+            if name and not name.startswith("-") and name not in method_names():
+                known = method_names()
+                error.message = (
+                    f"No such method {name!r}{did_you_mean(name, known)}. Installed methods: "
+                    f"{', '.join(known) or 'none'} (`astra methods` describes them)."
+                )
+            raise
 
     def get_command(self, ctx: Any, cmd_name: str):
         if cmd_name not in method_names():

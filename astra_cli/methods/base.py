@@ -173,7 +173,9 @@ class Method:
             if param_name in options and options[param_name] is not None:
                 value = param.coerce(options[param_name])
             elif param.required:
-                raise UsageError(f"method {self.name!r} needs {param.flag}: {param.help}")
+                metavar = "PATH" if param.type is Path else param.type.__name__.upper()
+                about = f" ({param.help.rstrip('.')})" if param.help else ""
+                raise UsageError(f"method {self.name!r} needs {param.flag} {metavar}{about}")
             else:
                 value = param.default if param.default is None else param.coerce(param.default)
             setattr(self, param_name, value)
