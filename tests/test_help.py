@@ -1,0 +1,125 @@
+"""Help that teaches, in the spirit of sqlite-utils' tests/test_docs.py: every command and option
+has help, every command is in README.md, and a method's --help shows its own options with their
+defaults and whether they are significant."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import typer
+from conftest import ROOT
+from typer._click import Context
+from typer.testing import CliRunner
+
+from astra_cli.cli.app import app
+from astra_cli.methods.registry import method_names
+
+README = (ROOT / "README.md").read_text()
+runner = CliRunner()
+
+
+def walk(command, path: tuple[str, ...] = ("astra",)):
+    """(path, command) for every command, the lazily built method commands included."""
+    yield path, command
+    if hasattr(command, "list_commands"):
+        context = Context(command, info_name=path[-1])
+        for name in command.list_commands(context):
+            yield from walk(command.get_command(context, name), (*path, name))
+
+
+COMMANDS = dict((" ".join(path), command) for path, command in walk(typer.main.get_command(app)))
+METHOD_GROUPS = ("analyse", "plan", "status")
+
+
+def help_of(*args: str) -> str:
+    """--help as a wide terminal shows it, with the panels' borders and line breaks removed."""
+    result = runner.invoke(app, [*args, "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.replace("│", " ").split())
+
+
+def test_the_walk_finds_every_command():
+    for group in METHOD_GROUPS:
+        for method in method_names():
+            assert f"astra {group} {method}" in COMMANDS
+    assert {"astra train cannon", "astra completion", "astra results"} <= COMMANDS.keys()
+
+
+@pytest.mark.parametrize("path", COMMANDS)
+def test_command_has_help(path):
+    command = COMMANDS[path]
+    assert (command.help or "").strip(), f"{path} has no help text"
+
+
+@pytest.mark.parametrize("path", COMMANDS)
+def test_every_option_and_argument_has_help(path):
+    missing = [param.name for param in COMMANDS[path].params if not (param.help or "").strip()]
+    assert not missing, f"{path}: no help for {missing}"
+
+
+@pytest.mark.parametrize(
+    "path", [path for path in COMMANDS if path.count(" ") < 2 or path.startswith("astra train")]
+)
+def test_command_is_in_the_readme(path):
+    assert re.search(rf"\b{re.escape(path)}\b", README), f"README.md never mentions `{path}`"
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_method_is_in_the_readme(method):
+    assert f"`{method}`" in README, f"README.md never mentions the method {method}"
+
+
+def test_method_help_shows_its_options_in_their_own_panel():
+    text = help_of("analyse", "grid")
+    assert "Options of grid" in text
+    assert re.search(
+        r"--grid PATH [^[]*\[significant: each value is its own group; required\]", text
+    )
+    assert re.search(
+        r"--continuum-order INT [^[]*Repeat to sweep\. \[significant: each value is its own group; "
+        r"default: 4\]",
+        text,
+    )
+
+
+def test_insignificant_options_are_marked(with_plugin):
+    text = help_of("analyse", "counting")
+    assert re.search(
+        r"--threads INT [^[]*\[insignificant: does not split groups; default: 1\]", text
+    )
+    assert re.search(
+        r"--order INT [^[]*\[significant: each value is its own group; default: 5\]", text
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "default"),
+    [("--jobs", "every core"), ("--chunk-size", "enough chunks to keep every worker busy")],
+)
+def test_bracketed_defaults_survive_rich_markup(option, default):
+    assert f"[default: {default}]" in help_of("analyse", "snr")
+    assert f"[default: {default}]" in help_of("plan", "snr")
+
+
+def test_analyse_help_ends_with_examples_of_batch_mode():
+    text = help_of("analyse", "snr")
+    examples = text[text.index("Examples") :]
+    assert "astra analyse snr apStar-dr17-2M06440890-0610126.fits" in examples  # one star
+    assert "--field 218-04 --obj 2M06440890-0610126 \\ --field 000+14" in examples  # per-key
+    assert "--continuum-order 3 --continuum-order 4" in examples  # a sweep
+    assert "--from-file allStar-dr17.fits" in examples  # a manifest
+    assert "--quiet --log-file" in examples  # cron
+
+
+@pytest.mark.parametrize("args", [(), ("analyse",), ("analyse", "grid"), ("results",), ("demo",)])
+def test_flags_show_no_value_type(args):
+    assert "<bool>" not in help_of(*args)
+
+
+def test_version():
+    from astra_cli.version import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"astra {__version__}"
