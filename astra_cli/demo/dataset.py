@@ -10,6 +10,7 @@ the science methods need, written under one directory.
     DIR/models/cannon.fits                 a Cannon model trained on the training stars
     DIR/models/rv-templates.fits           RV templates
     DIR/stars.csv, visits.csv              manifests of the test stars and visits, with truth
+                                           (visits.csv names each visit's star in `star`)
     DIR/training.csv                       the training stars and their labels
 
 Labels of test stars fall between grid nodes across the grid's interior.
@@ -137,7 +138,7 @@ def write_demo(directory: str | Path, config: DemoConfig = DemoConfig()) -> Demo
         files.visits.append(
             {
                 **visit,
-                "obj": identifier["obj"],
+                "star": identifier["obj"],  # the apStar obj; apVisit identifiers have none
                 **truth,
                 "v_rad": float(velocity),
                 "snr": config.snr,
