@@ -11,18 +11,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from astra_cli.methods.base import Method, Param
-from astra_cli.version import __version__
 
 if TYPE_CHECKING:
     from astra_cli.api import run
     from astra_cli.spectra import Spectrum
+    from astra_cli.version import __version__
 
 __all__ = ["Method", "Param", "Spectrum", "__version__", "run"]
 
 
 def __getattr__(name: str) -> Any:
-    # run() and Spectrum pull in the planner, executor and store; importing them only when
-    # used keeps `astra --help` and shell completion fast.
+    # run() and Spectrum pull in the planner, executor and store, and the version reads package
+    # metadata (20 ms); importing them only when used keeps `astra --help` and shell completion
+    # fast.
+    if name == "__version__":
+        from astra_cli.version import __version__
+
+        return __version__
     if name == "run":
         from astra_cli.api import run
 

@@ -13,16 +13,22 @@ imports its module, which must not import numpy or astropy at module level.
 from __future__ import annotations
 
 import functools
-from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING
 
 from astra_cli.errors import UsageError, did_you_mean
 from astra_cli.methods.base import Method
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 ENTRY_POINT_GROUP = "astra_cli.methods"
 
 
 @functools.cache
 def _entry_points() -> dict[str, EntryPoint]:
+    # importlib.metadata costs `astra --help` 11 ms, and only method names need it.
+    from importlib.metadata import entry_points
+
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
