@@ -7,26 +7,18 @@ import csv
 
 import numpy as np
 import pytest
+from demo_paths import star_paths, stored_results
 
 import astra_cli
-from astra_cli.demo.report import STAR_KEYS, TARGETS
+from astra_cli.demo.report import TARGETS
 from astra_cli.demo.synthesis import normalised_flux
-from astra_cli.identifiers import IdentifierResolver
-from astra_cli.methods.cannon import Cannon
 from astra_cli.science import cannon
 from astra_cli.science.wavelength import apstar_wavelength, chip_index
-from astra_cli.spectra import read_spectrum
-from astra_cli.store import ResultsStore
 
 LABELS = ("teff", "logg", "m_h")
 COLUMNS = {"teff", "e_teff", "logg", "e_logg", "m_h", "e_m_h", "chi2", "rchi2", "n_pixels", "flags"}
 PLAUSIBLE_ERRORS = {"teff": (0.5, 200.0), "logg": (1e-4, 0.5), "m_h": (1e-4, 0.3)}
 """Formal errors at S/N 100: positive, and not absurdly small or large."""
-
-
-def star_paths(files) -> list[str]:
-    resolver = IdentifierResolver(files.data_root)
-    return [resolver.resolve({key: row[key] for key in STAR_KEYS}).path for row in files.stars]
 
 
 def training_rows(files) -> list[dict]:
@@ -35,13 +27,6 @@ def training_rows(files) -> list[dict]:
             {"path": row["path"], **{label: float(row[label]) for label in LABELS}}
             for row in csv.DictReader(handle)
         ]
-
-
-def stored_results(output_dir) -> dict[str, dict]:
-    with ResultsStore(output_dir) as store:
-        records = list(store.records(method="cannon"))
-    assert all(record.status == "ok" for record in records), [r.error for r in records]
-    return {record.input_path: record.result for record in records}
 
 
 def rms(differences) -> float:
@@ -56,7 +41,7 @@ def test_results(demo_files, tmp_path_factory):
         "cannon", star_paths(demo_files), output_dir=output, jobs=1, model=demo_files.cannon_model
     )
     assert (summary.ok, summary.failed) == (len(demo_files.stars), 0)
-    return stored_results(output)
+    return stored_results(output, "cannon")
 
 
 def test_the_model_is_trained_on_other_spectra_than_it_is_tested_on(demo_files):
@@ -106,7 +91,7 @@ def test_fitting_training_spectra_returns_their_labels(demo_files, tmp_path):
     )  # fmt: skip
 
     assert summary.ok == 6
-    results = stored_results(tmp_path)
+    results = stored_results(tmp_path, "cannon")
     for label, target in TARGETS["cannon"].items():
         got = rms([results[row["path"]][label] - row[label] for row in interior])
         assert got <= target, f"{label}: rms {got:.4g} on its own training spectra"
@@ -155,19 +140,3 @@ def test_train_then_write_and_read_round_trips_the_model(tmp_path):
         assert result["logg"] == pytest.approx(truth[1], abs=0.03)
         assert result["fe_h"] == pytest.approx(truth[2], abs=0.01)
         assert all(result[f"e_{name}"] > 0 for name in names)
-
-
-def test_a_batch_gives_the_same_labels_as_one_spectrum_at_a_time(demo_files):
-    method = Cannon(model=demo_files.cannon_model)
-    model = method.load_model()
-    spectra = [read_spectrum(path) for path in star_paths(demo_files)[:5]]
-
-    batch = method.analyse_batch(model, spectra)
-    single = [method.analyse_batch(model, [spectrum])[0] for spectrum in spectra]
-
-    assert len(batch) == 5
-    for together, alone in zip(batch, single, strict=True):
-        assert set(together) == set(alone) == COLUMNS
-        for column in COLUMNS:
-            assert together[column] == pytest.approx(alone[column], rel=1e-6), column
-    assert len({round(result["teff"]) for result in batch}) == 5, "five different stars"

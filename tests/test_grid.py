@@ -13,16 +13,14 @@ import shutil
 
 import numpy as np
 import pytest
+from demo_paths import star_paths, stored_results
 from typer.testing import CliRunner
 
 import astra_cli
 from astra_cli.cli.app import app
 from astra_cli.demo.dataset import write_apstar
-from astra_cli.demo.report import STAR_KEYS, TARGETS
-from astra_cli.identifiers import IdentifierResolver
-from astra_cli.methods.grid import Grid
+from astra_cli.demo.report import TARGETS
 from astra_cli.science.grids import read_grid
-from astra_cli.spectra import read_spectrum
 from astra_cli.store import ResultsStore
 
 LABELS = ("teff", "logg", "m_h")
@@ -39,18 +37,6 @@ FLAG_GRID_EDGE, FLAG_LOW_SNR = 1, 4
 runner = CliRunner()
 
 
-def star_paths(files) -> list[str]:
-    resolver = IdentifierResolver(files.data_root)
-    return [resolver.resolve({key: row[key] for key in STAR_KEYS}).path for row in files.stars]
-
-
-def stored_results(output_dir, method: str = "grid") -> dict[str, dict]:
-    with ResultsStore(output_dir) as store:
-        records = list(store.records(method=method))
-    assert all(record.status == "ok" for record in records), [r.error for r in records]
-    return {record.input_path: record.result for record in records}
-
-
 def assert_same_labels(got: dict, expected: dict, names=LABELS, rtol=1e-6) -> None:
     for name in names:
         assert got[name] == pytest.approx(expected[name], rel=rtol), name
@@ -64,7 +50,7 @@ def fits_results(demo_files, tmp_path_factory):
         "grid", star_paths(demo_files), output_dir=output, jobs=1, grid=demo_files.grid_fits
     )
     assert (summary.ok, summary.failed) == (len(demo_files.stars), 0)
-    return stored_results(output)
+    return stored_results(output, "grid")
 
 
 def test_grid_recovers_labels_between_nodes_within_the_targets(demo_files, fits_results):
@@ -129,7 +115,7 @@ def test_ferre_grid_gives_the_same_labels_as_the_fits_grid(demo_files, fits_resu
     )
     assert summary.ok == len(demo_files.stars)
 
-    ferre_results = stored_results(tmp_path)
+    ferre_results = stored_results(tmp_path, "grid")
     assert set(ferre_results) == set(fits_results)
     for path, expected in fits_results.items():
         got = ferre_results[path]
@@ -164,27 +150,12 @@ def test_npz_grid_round_trip_reads_back_and_fits_the_same(demo_files, fits_resul
     paths = star_paths(demo_files)[:4]
     summary = astra_cli.run("grid", paths, output_dir=tmp_path / "out", jobs=1, grid=archive)
     assert summary.ok == 4
-    for path, result in stored_results(tmp_path / "out").items():
+    for path, result in stored_results(tmp_path / "out", "grid").items():
         expected = fits_results[path]
         assert set(result) == NPZ_COLUMNS
         for mine, theirs in (("t_eff", "teff"), ("log_g", "logg"), ("fe_h", "m_h")):
             assert result[mine] == pytest.approx(expected[theirs], rel=1e-6)
             assert result[f"e_{mine}"] == pytest.approx(expected[f"e_{theirs}"], rel=1e-6)
-
-
-def test_a_batch_gives_the_same_labels_as_one_spectrum_at_a_time(demo_files):
-    method = Grid(grid=demo_files.grid_fits)
-    model = method.load_model()
-    spectra = [read_spectrum(path) for path in star_paths(demo_files)[:5]]
-
-    batch = method.analyse_batch(model, spectra)
-    single = [method.analyse_batch(model, [spectrum])[0] for spectrum in spectra]
-
-    assert len(batch) == 5
-    for together, alone in zip(batch, single, strict=True):
-        assert set(together) == set(alone) == COLUMNS
-        assert_same_labels(together, alone, names=sorted(COLUMNS))
-    assert len({round(result["teff"]) for result in batch}) == 5, "five different stars"
 
 
 def test_flags_mark_labels_outside_the_grid_and_low_snr(demo_files, tmp_path):
@@ -203,7 +174,9 @@ def test_flags_mark_labels_outside_the_grid_and_low_snr(demo_files, tmp_path):
     )  # fmt: skip
 
     assert summary.ok == 3
-    results = {path.rsplit("/", 1)[-1]: r for path, r in stored_results(tmp_path / "out").items()}
+    results = {
+        path.rsplit("/", 1)[-1]: r for path, r in stored_results(tmp_path / "out", "grid").items()
+    }
     hot, metal_rich, faint = (results[name] for name in stars)
     assert hot["flags"] & FLAG_GRID_EDGE and hot["teff"] == pytest.approx(6500.0)
     assert metal_rich["flags"] & FLAG_GRID_EDGE and metal_rich["m_h"] == pytest.approx(0.5)
