@@ -132,12 +132,6 @@ def _model_for(group_key: str, method: Method, journal: ChunkJournal) -> tuple[A
     return cached.model, loaded_now
 
 
-def forget_models() -> None:
-    """Empty this process's model cache (for the Python API between unrelated sessions)."""
-    with _models_lock:
-        _models.clear()
-
-
 def _analyse_one(method: Method, model: Any, key: str, path: str, journal: ChunkJournal) -> Outcome:
     journal.started([key])
     started = time.time()

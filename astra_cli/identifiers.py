@@ -14,7 +14,7 @@ import functools
 import os
 import re
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -152,12 +152,6 @@ class IdentifierResolver:
         used = {key: _checked_value(key, values[key], where) for key in ("release", *template.keys)}
         key = f"{kind}:" + ",".join(f"{k}={used[k]}" for k in sorted(used))
         return Observation(key=key, path=template.format(used), identifiers=tuple(used.items()))
-
-    def resolve_all(
-        self, identifiers: Iterable[tuple[str, Mapping[str, str]]]
-    ) -> list[Observation]:
-        """Resolve (source, identifier) pairs."""
-        return [self.resolve(identifier, source) for source, identifier in identifiers]
 
     @staticmethod
     def product_keys(kind: str | None = None) -> frozenset[str]:

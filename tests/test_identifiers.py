@@ -246,12 +246,10 @@ def test_resolver_leaves_the_environment_as_it_was(tmp_path):
     assert dict(os.environ) == before
 
 
-def test_resolve_all_keeps_order_and_sources(tmp_path):
+def test_errors_name_the_identifier_they_come_from(tmp_path):
     resolver = IdentifierResolver(data_root=tmp_path)
-    observations = resolver.resolve_all([("--obs #1", DR16_STAR), ("--obs #2", DR16_VISIT)])
-    assert [o.key.split(":")[0] for o in observations] == ["apStar", "apVisit"]
     with pytest.raises(UsageError, match=r"^--obs #2: "):
-        resolver.resolve_all([("--obs #1", DR16_STAR), ("--obs #2", {"apred": "r12"})])
+        resolver.resolve({"apred": "r12"}, "--obs #2")
 
 
 # --- resolving errors --------------------------------------------------------------------------
