@@ -18,7 +18,7 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,6 @@ class ChunkResult:
     outcomes: list[Outcome]
     model_loaded: bool = False
     """This chunk loaded the group's model (the cache did not have it)."""
-    worker_pid: int = field(default_factory=os.getpid)
 
 
 # --- worker side ------------------------------------------------------------------------------
@@ -106,13 +105,16 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
 
 
 def _model_for(group_key: str, method: Method, journal: ChunkJournal) -> tuple[Any, bool]:
+    # Workers outlive invocations (a notebook's loky pool, a standing dask cluster): a model
+    # file rewritten since it was cached must be loaded again, so its state is in the key.
+    key = f"{group_key}:{_files_state(method)}"
     with _models_lock:
         group_lock = _group_locks.setdefault(group_key, threading.Lock())
     with group_lock:
         with _models_lock:
-            cached = _models.get(group_key)
+            cached = _models.get(key)
             if cached is not None:
-                _models.move_to_end(group_key)
+                _models.move_to_end(key)
         if cached is None:
             journal.loading()
             try:
@@ -121,7 +123,7 @@ def _model_for(group_key: str, method: Method, journal: ChunkJournal) -> tuple[A
                 cached = _CachedModel(error=f"load_model failed: {describe_error(error)}")
             journal.loaded()
             with _models_lock:
-                _models[group_key] = cached
+                _models[key] = cached
                 while len(_models) > MODEL_CACHE_SIZE:
                     _models.popitem(last=False)
             loaded_now = cached.error is None
@@ -130,6 +132,18 @@ def _model_for(group_key: str, method: Method, journal: ChunkJournal) -> tuple[A
     if cached.error is not None:
         raise ModelLoadError(cached.error)
     return cached.model, loaded_now
+
+
+def _files_state(method: Method) -> str:
+    """Size and modification time of every file the method requires."""
+    states = []
+    for path in method.requires():
+        try:
+            status = os.stat(path)
+            states.append(f"{status.st_size}-{status.st_mtime_ns}")
+        except OSError:
+            states.append("missing")
+    return ",".join(states)
 
 
 def _analyse_one(method: Method, model: Any, key: str, path: str, journal: ChunkJournal) -> Outcome:

@@ -9,7 +9,9 @@ once per group per worker.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -225,3 +227,20 @@ def test_worker_processes_load_each_group_at_most_once(demo_files, fits_results,
         }
     for path in paths:
         assert_same_labels(order_4[path], fits_results[path], rtol=1e-9)
+
+
+def test_a_rewritten_model_file_is_loaded_again_by_a_reused_worker(demo_files, tmp_path):
+    grid = tmp_path / "grid.fits"
+    shutil.copy(demo_files.grid_fits, grid)
+    paths = star_paths(demo_files)[:2]
+
+    first = astra_cli.run("grid", paths, output_dir=tmp_path / "a", backend="sequential", grid=grid)
+    cached = astra_cli.run(
+        "grid", paths, output_dir=tmp_path / "b", backend="sequential", grid=grid
+    )
+    os.utime(grid, ns=(time.time_ns(), time.time_ns() + 10**9))  # as if rewritten
+    rewritten = astra_cli.run(
+        "grid", paths, output_dir=tmp_path / "c", backend="sequential", grid=grid
+    )
+
+    assert (first.model_loads, cached.model_loads, rewritten.model_loads) == (1, 0, 1)
