@@ -57,6 +57,7 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from installed import astra_executable  # noqa: E402
 
 from astra_cli.demo.dataset import INTERIOR, model_grid, write_apstar  # noqa: E402
 from astra_cli.methods.grid import Grid  # noqa: E402
@@ -91,15 +92,6 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def astra_executable() -> str:
-    """The installed console script: beside this interpreter, else on PATH."""
-    beside = Path(sys.executable).with_name("astra")
-    found = str(beside) if beside.is_file() else shutil.which("astra")
-    if not found:
-        sys.exit("bench_batching: no `astra` console script (pip install -e . first)")
-    return found
 
 
 def write_dataset(directory: Path, n: int, snr: float, seed: int) -> Dataset:
@@ -154,7 +146,7 @@ def run_astra(command: list[str]) -> BatchRun:
 def batch_mode(data: Dataset, orders: list[int], jobs: int, output_dir: Path) -> BatchRun:
     """(a) one `astra analyse --jobs JOBS` over the whole manifest."""
     command = [
-        astra_executable(),
+        astra_executable("bench_batching"),
         "analyse",
         "grid",
         "--from-file",
@@ -183,7 +175,7 @@ def cron(data: Dataset, orders: list[int], sample: int, output_dir: Path) -> lis
     seconds = []
     for path in data.paths[::step][:sample]:
         command = [
-            astra_executable(),
+            astra_executable("bench_batching"),
             "analyse",
             "grid",
             path,
@@ -400,7 +392,7 @@ def main() -> None:
         f"machine: {cores()} cores usable, load average {os.getloadavg()[0]:.2f}; "
         f"Python {sys.version.split()[0]}"
     )
-    print(f"astra: {astra_executable()}; {astra_source()}")
+    print(f"astra: {astra_executable('bench_batching')}; {astra_source()}")
     print(blas_report())
     with tempfile.TemporaryDirectory(prefix="astra-bench-") as tmp:
         scratch = Path(tmp)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -35,16 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from installed import astra_executable
+
 TARGET_MS = 150.0
-
-
-def astra_executable() -> str:
-    """The installed console script: beside this interpreter, else on PATH."""
-    beside = Path(sys.executable).with_name("astra")
-    found = str(beside) if beside.is_file() else shutil.which("astra")
-    if not found:
-        sys.exit("bench_startup: no `astra` console script (pip install -e . first)")
-    return found
 
 
 def completion_env(words: str) -> dict[str, str]:
@@ -73,7 +65,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="timed runs per command")
     args = parser.parse_args()
 
-    astra = astra_executable()
+    astra = astra_executable("bench_startup")
     spec = importlib.util.find_spec("astra_cli")
     print(
         f"astra: {astra} (astra_cli from {Path(spec.origin).parent if spec else '?'}); Python "
