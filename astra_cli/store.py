@@ -8,6 +8,8 @@ writes; workers send their results back to it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import sqlite3
@@ -20,6 +22,7 @@ from astra_cli.errors import UsageError
 
 DEFAULT_OUTPUT_DIR = "astra-output"
 STORE_FILENAME = "astra.sqlite"
+SETUP_LOCK_FILENAME = ".store.lock"
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 60_000
 
@@ -89,9 +92,13 @@ class ResultsStore:
             raise self._unusable(error) from None
         try:
             self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._connection.execute("PRAGMA journal_mode = WAL")
+            # Switching a new database to WAL and creating its schema can answer "database is
+            # locked" at once, without waiting, when two invocations do it together: one at a
+            # time, then.
+            with _setup_lock(self.output_dir):
+                self._connection.execute("PRAGMA journal_mode = WAL")
+                self._migrate()
             self._connection.execute("PRAGMA synchronous = NORMAL")
-            self._migrate()
         except (OSError, sqlite3.Error) as error:
             self._connection.close()
             raise self._unusable(error) from None
@@ -188,6 +195,17 @@ def _where(
     clauses = {"method = ?": method, "status = ?": status, "group_key = ?": group_key}
     used = {clause: value for clause, value in clauses.items() if value is not None}
     return (f" WHERE {' AND '.join(used)}" if used else "", list(used.values()))
+
+
+@contextlib.contextmanager
+def _setup_lock(output_dir: Path) -> Iterator[None]:
+    """An flock on OUTPUT/.store.lock while a connection sets the database up."""
+    descriptor = os.open(output_dir / SETUP_LOCK_FILENAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 class _Transaction:
