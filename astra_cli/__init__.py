@@ -14,7 +14,7 @@ from astra_cli.methods.base import Method, Param
 
 if TYPE_CHECKING:
     from astra_cli.api import run
-    from astra_cli.spectra import Spectrum
+    from astra_cli.io.spectra import Spectrum
     from astra_cli.version import __version__
 
 __all__ = ["Method", "Param", "Spectrum", "__version__", "run"]
@@ -33,7 +33,7 @@ def __getattr__(name: str) -> Any:
 
         return run
     if name == "Spectrum":
-        from astra_cli.spectra import Spectrum
+        from astra_cli.io.spectra import Spectrum
 
         return Spectrum
     raise AttributeError(f"module 'astra_cli' has no attribute {name!r}")

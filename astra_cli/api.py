@@ -12,35 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from astra_cli.backends import Backend
-from astra_cli.errors import UsageError
-from astra_cli.identifiers import (
-    IdentifierResolver,
-    Observation,
-    identifier_sources,
-    observation_from_path,
-)
-from astra_cli.manifest import BadRowsError, ManifestRequests, read_manifests
+from astra_cli.engine.backends import Backend, resolve_jobs
+from astra_cli.engine.planner import Plan, make_plan
+from astra_cli.engine.progress import Progress
+from astra_cli.engine.requests import check_prerequisites, request_sets
+from astra_cli.engine.runner import execute_plan
+from astra_cli.io.identifiers import IdentifierResolver, identifier_sources, observation_from_path
+from astra_cli.io.manifest import BadRowsError, ManifestRequests, read_manifests
+from astra_cli.io.store import DEFAULT_OUTPUT_DIR, STORE_FILENAME, ResultsStore
 from astra_cli.methods.base import Method
 from astra_cli.methods.registry import load_method
-from astra_cli.planner import Plan, RequestSet, make_plan, sweep
-from astra_cli.progress import Progress
-from astra_cli.runner import execute_plan
-from astra_cli.store import DEFAULT_OUTPUT_DIR, STORE_FILENAME, ResultsStore
-from astra_cli.summary import Summary
+from astra_cli.vocabulary import Observation, Summary
 
 __all__ = ["collect_inputs", "collect_observations", "execute_plan", "prepare", "run", "status"]
-
-
-@dataclass
-class Prepared:
-    """A plan and what it takes to execute it."""
-
-    method_class: type[Method]
-    plan: Plan
-    store: ResultsStore
-    bad_rows: int = 0
-    """Manifest rows left out as bad (--skip-bad-rows): the invocation cannot exit 0."""
 
 
 @dataclass
@@ -51,14 +35,6 @@ class Inputs:
     """Named by path, --obs and per-key options: they take the command line's option values."""
     manifests: ManifestRequests = field(default_factory=ManifestRequests)
     """The rows of --from-file manifests, by the option values they give."""
-
-
-def default_jobs() -> int:
-    """Every core this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def collect_observations(
@@ -108,7 +84,7 @@ def collect_inputs(
     Raises BadRowsError (exit code 2) when a manifest has bad rows, unless skip_bad_rows: then
     they are listed in `inputs.manifests.problems` and the other rows are kept.
     """
-    method_class = load_method(method) if isinstance(method, str) else method
+    method_class = _method_class(method)
     resolver = IdentifierResolver(data_root)
     given = {key: list(values) for key, values in (per_key or {}).items() if values}
     defaults = {key: values[0] for key, values in given.items() if len(values) == 1}
@@ -143,31 +119,33 @@ def prepare(
     chunk_size: int | None = None,
     force: bool = False,
     retry_failed: bool = False,
-) -> Prepared:
-    """Validate the request and plan it against the store; nothing runs.
+) -> Plan:
+    """Validate the request and plan it against the store (created if missing); nothing runs.
 
     manifests
         Manifest rows (see `collect_inputs`): an option value a row gives replaces the
         command line's values of that option for that row.
+    jobs
+        The workers the plan is chunked for (every core when None).
 
     Raises UsageError (exit code 2) for anything wrong with the request: no observations, an
     unknown option or bad value, a required file that does not exist.
     """
-    method_class = load_method(method) if isinstance(method, str) else method
-    request_sets = _request_sets(method_class, observations, option_values, manifests)
-    distinct = {tuple(sorted(r.options.items())): r.options for r in request_sets}
-    _check_prerequisites(method_class, list(distinct.values()))
-    store = ResultsStore(output_dir)
-    plan = make_plan(
-        method_class,
-        request_sets,
-        store.statuses,
-        jobs=jobs or default_jobs(),
-        chunk_size=chunk_size,
-        force=force,
-        retry_failed=retry_failed,
-    )
-    return Prepared(method_class, plan, store, len(manifests.problems) if manifests else 0)
+    method_class = _method_class(method)
+    sets = request_sets(method_class, observations, option_values, manifests)
+    check_prerequisites(method_class, sets)
+    with ResultsStore(output_dir) as store:
+        return make_plan(
+            method_class,
+            sets,
+            store.statuses,
+            jobs=resolve_jobs(jobs),
+            chunk_size=chunk_size,
+            force=force,
+            retry_failed=retry_failed,
+            output_dir=str(store.output_dir),
+            bad_rows=len(manifests.problems) if manifests else 0,
+        )
 
 
 def status(
@@ -183,63 +161,17 @@ def status(
 
     A store that does not exist yet is not created: every run is then pending.
     """
-    method_class = load_method(method) if isinstance(method, str) else method
-    request_sets = _request_sets(method_class, observations, option_values, manifests)
+    method_class = _method_class(method)
+    sets = request_sets(method_class, observations, option_values, manifests)
+    bad_rows = len(manifests.problems) if manifests else 0
     if not (Path(output_dir) / STORE_FILENAME).is_file():
-        return make_plan(method_class, request_sets, lambda keys: {})
+        return make_plan(method_class, sets, lambda keys: {}, bad_rows=bad_rows)
     with ResultsStore(output_dir) as store:
-        return make_plan(method_class, request_sets, store.statuses)
+        return make_plan(method_class, sets, store.statuses, bad_rows=bad_rows)
 
 
-def _request_sets(
-    method_class: type[Method],
-    observations: Sequence[Observation],
-    option_values: Mapping[str, Sequence[Any]],
-    manifests: ManifestRequests | None,
-) -> list[RequestSet]:
-    """One request set per combination of swept option values, and for manifest rows one per
-    combination and distinct option values of the rows: ten sets for a million rows holding
-    ten values, however many observations."""
-    by_options = manifests.by_options if manifests else {}
-    if not observations and not by_options:
-        if manifests and manifests.rows:
-            raise UsageError("no observations to plan: every row of --from-file is bad")
-        raise UsageError(
-            "no observations given: name files, or use --from-file FILE, --obs KEY=VAL,... or "
-            "the per-key options (--release --apred --telescope --field --obj ...)"
-        )
-    combinations = sweep(option_values, method_class) or [{}]
-    request_sets = [RequestSet(options, observations) for options in combinations if observations]
-    for row_options, rows in by_options.items():
-        request_sets += [
-            RequestSet({**options, **dict(row_options)}, rows) for options in combinations
-        ]
-    return request_sets
-
-
-def _check_prerequisites(method_class: type[Method], combinations: list[dict]) -> None:
-    """Every required file exists and passes the method's own checks, before anything runs."""
-    for options in combinations:
-        method = method_class(**options)
-        for required in method.requires():
-            if not Path(required).is_file():
-                raise UsageError(_missing_file(method, Path(required)))
-        method.validate()
-
-
-def _missing_file(method: Method, required: Path) -> str:
-    """Which file is missing, which option named it, and where to look next."""
-    flags = [
-        param.flag
-        for name, param in method.params.items()
-        if param.type is Path and str(getattr(method, name)) == str(required)
-    ]
-    given = f" (given as {flags[0]})" if flags else ""
-    state = "is not a file" if required.exists() else "does not exist"
-    return (
-        f"{method.name} needs {required}{given}, which {state}: check the path "
-        f"(`astra analyse {method.name} --help` says what the file holds)"
-    )
+def _method_class(method: str | type[Method]) -> type[Method]:
+    return load_method(method) if isinstance(method, str) else method
 
 
 def run(
@@ -281,7 +213,9 @@ def run(
         import astra_cli
         summary = astra_cli.run("snr", ["apVisit-r13-5095-55844-128.fits"], jobs=1)
     """
-    paths, identifiers, given = [], [], []
+    paths: list[str | os.PathLike[str]] = []
+    identifiers: list[Mapping[str, str]] = []
+    given: list[Observation] = []
     for item in observations:
         if isinstance(item, Observation):
             given.append(item)
@@ -294,30 +228,15 @@ def run(
         name: list(value) if isinstance(value, (list, tuple)) else [value]
         for name, value in options.items()
     }
-    prepared = prepare(
+    chosen = Backend.chosen(backend, jobs, scheduler, scheduler_file)
+    plan = prepare(
         method,
         found,
         option_values,
         output_dir=output_dir,
-        jobs=jobs,
+        jobs=chosen.jobs,
         chunk_size=chunk_size,
         force=force,
         retry_failed=retry_failed,
     )
-    chosen = Backend(
-        backend,
-        jobs or default_jobs(),
-        scheduler,
-        os.fspath(scheduler_file) if scheduler_file else None,
-    )
-    try:
-        return execute_plan(
-            prepared,
-            backend=chosen,
-            progress=progress,
-            wait=wait,
-            force=force,
-            retry_failed=retry_failed,
-        )
-    finally:
-        prepared.store.close()
+    return execute_plan(plan, backend=chosen, progress=progress, wait=wait)

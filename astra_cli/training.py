@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from astra_cli.errors import UsageError
-from astra_cli.identifiers import IdentifierResolver
+from astra_cli.io.identifiers import IdentifierResolver
 from astra_cli.methods.base import Param
 
 MIN_TRAINING_SPECTRA = 20
@@ -36,7 +36,7 @@ def read_labelled(
 ) -> LabelledSpectra:
     """Spectra and their labels from manifests: observation columns (path or identifier keys)
     and one column per label; every row needs every label."""
-    from astra_cli.manifest import BadRowsError, read_manifests
+    from astra_cli.io.manifest import BadRowsError, read_manifests
 
     params = {name: Param(type=float, name=name) for name in label_names}
     requests = read_manifests(
@@ -70,9 +70,9 @@ def read_labelled(
 
 def train_cannon(training: LabelledSpectra, output: str | Path, *, continuum_order: int = 4):
     """Read and normalise the spectra, train the Cannon, write the model to `output`."""
+    from astra_cli.io.spectra import SpectrumReadError, read_spectrum
     from astra_cli.science import cannon
     from astra_cli.science.continuum import normalise
-    from astra_cli.spectra import SpectrumReadError, read_spectrum
 
     spectra = []
     for path in training.paths:

@@ -60,12 +60,12 @@ import numpy as np  # noqa: E402
 from installed import astra_executable  # noqa: E402
 
 from astra_cli.demo.dataset import INTERIOR, model_grid, write_apstar  # noqa: E402
+from astra_cli.engine.planner import automatic_chunk_size  # noqa: E402
+from astra_cli.io.spectra import read_spectrum  # noqa: E402
 from astra_cli.methods.grid import Grid  # noqa: E402
-from astra_cli.planner import automatic_chunk_size  # noqa: E402
 from astra_cli.science.gridfit import PreparedGrid  # noqa: E402
 from astra_cli.science.grids import read_grid, write_fits_grid  # noqa: E402
 from astra_cli.science.wavelength import apstar_wavelength  # noqa: E402
-from astra_cli.spectra import read_spectrum  # noqa: E402
 
 TARGET_B_OVER_A = 50.0
 TARGET_A_OVER_C = 1.15

@@ -50,9 +50,9 @@ def write_manifest(path: Path, observations: int, values: int) -> None:
 
 def write_store(output_dir: Path, observations: int, values: int, done: int) -> None:
     """`done` ok runs, the first groups filled first, written straight into SQLite."""
-    from astra_cli.identifiers import IdentifierResolver
-    from astra_cli.planner import group_key
-    from astra_cli.store import ResultsStore
+    from astra_cli.engine.planner import group_key
+    from astra_cli.io.identifiers import IdentifierResolver
+    from astra_cli.io.store import ResultsStore
 
     ResultsStore(output_dir).close()  # the schema
     resolver = IdentifierResolver(output_dir / "sas")
@@ -89,12 +89,10 @@ def measure(manifest: Path, output_dir: Path, jobs: int) -> dict:
     imported = time.perf_counter()
     inputs = api.collect_inputs(Sweep, from_file=[str(manifest)], data_root=output_dir / "sas")
     read = time.perf_counter()
-    prepared = api.prepare(
+    plan = api.prepare(
         Sweep, inputs.observations, {}, manifests=inputs.manifests, output_dir=output_dir, jobs=jobs
     )
     planned = time.perf_counter()
-    prepared.store.close()
-    plan = prepared.plan
     return {
         "import_s": imported - clock,
         "read_s": read - imported,

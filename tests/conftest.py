@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from astra_cli.errors import API_SPELLING, Spelling, command_line_spelling
 from astra_cli.methods import registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,3 +70,16 @@ def demo_files(tmp_path_factory):
     from astra_cli.demo.dataset import DemoConfig, write_demo
 
     return write_demo(tmp_path_factory.mktemp("demo"), DemoConfig(n_stars=16, n_train=200))
+
+
+@pytest.fixture(params=["python", "command line"])
+def words(request) -> Spelling:
+    """Run the test in the words of each kind of caller, the Python API's and the command
+    line's; the fixture is how options are spelled there (`'order'` or `--order`)."""
+    if request.param == "python":
+        yield API_SPELLING
+        return
+    with command_line_spelling():
+        from astra_cli.errors import spelling
+
+        yield spelling()

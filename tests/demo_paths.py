@@ -4,8 +4,8 @@ of the science methods."""
 from __future__ import annotations
 
 from astra_cli.demo.report import STAR_KEYS
-from astra_cli.identifiers import IdentifierResolver
-from astra_cli.store import ResultsStore
+from astra_cli.io.identifiers import IdentifierResolver
+from astra_cli.io.store import ResultsStore
 
 
 def star_paths(files) -> list[str]:

@@ -11,7 +11,7 @@ from fits_factory import write_apstars
 from typer.testing import CliRunner
 
 from astra_cli.cli.app import app
-from astra_cli.store import ResultsStore
+from astra_cli.io.store import ResultsStore
 
 runner = CliRunner()
 

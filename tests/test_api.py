@@ -7,7 +7,7 @@ from fits_factory import write_apstar
 
 import astra_cli
 from astra_cli.errors import UsageError
-from astra_cli.store import ResultsStore
+from astra_cli.io.store import ResultsStore
 
 
 def test_run_analyses_paths_and_stores_results(real_apvisits, tmp_path):
@@ -43,8 +43,21 @@ def test_run_resolves_identifier_mappings(real_apvisits, tmp_path):
 
 
 def test_run_with_a_bad_option_raises_before_anything_runs(real_apvisits, tmp_path):
-    with pytest.raises(UsageError, match="no option --ordr"):
+    """In the words of the Python API: the option's name, not its command-line flag."""
+    with pytest.raises(UsageError, match="no option 'ordr'"):
         astra_cli.run("snr", real_apvisits, output_dir=tmp_path / "out", ordr=3)
+    assert not (tmp_path / "out").exists()
+
+
+def test_api_errors_name_options_and_arguments_the_python_way(real_apvisits, tmp_path):
+    with pytest.raises(UsageError, match=r"method 'grid' needs option 'grid' \(Model grid"):
+        astra_cli.run("grid", real_apvisits, output_dir=tmp_path / "out")
+    with pytest.raises(UsageError, match=r"option 'continuum_order': 'x' is not a valid int"):
+        astra_cli.run("grid", real_apvisits, output_dir=tmp_path, grid="g", continuum_order="x")
+    with pytest.raises(UsageError, match=r"grid needs .*g\.fits \(given as 'grid'\)"):
+        astra_cli.run("grid", real_apvisits, output_dir=tmp_path / "out", grid=tmp_path / "g.fits")
+    with pytest.raises(UsageError, match="no observations given: pass paths"):
+        astra_cli.run("snr", [], output_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

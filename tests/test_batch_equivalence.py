@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from demo_paths import star_paths
 
+from astra_cli.io.spectra import read_spectrum
 from astra_cli.methods.cannon import Cannon
 from astra_cli.methods.grid import Grid
-from astra_cli.spectra import read_spectrum
 
 
 @pytest.mark.parametrize(

@@ -104,7 +104,7 @@ def test_scheduler_address_works_too_and_results_match_local_ones(cluster, spect
     )
     assert on_dask.returncode == local.returncode == 0, on_dask.stderr + local.stderr
 
-    from astra_cli.store import ResultsStore
+    from astra_cli.io.store import ResultsStore
 
     def means(directory):
         with ResultsStore(directory) as store:

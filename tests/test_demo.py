@@ -11,8 +11,8 @@ from conftest import astra_subprocess
 
 from astra_cli.demo.dataset import GRID_LLIMITS, GRID_STEPS, INTERIOR
 from astra_cli.demo.report import STAR_KEYS, TARGETS, VISIT_KEYS, accuracy, analyse_demo
-from astra_cli.identifiers import IdentifierResolver
-from astra_cli.store import ResultsStore
+from astra_cli.io.identifiers import IdentifierResolver
+from astra_cli.io.store import ResultsStore
 
 LABELS = ("teff", "logg", "m_h")
 

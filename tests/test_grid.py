@@ -22,8 +22,8 @@ import astra_cli
 from astra_cli.cli.app import app
 from astra_cli.demo.dataset import write_apstar
 from astra_cli.demo.report import TARGETS
+from astra_cli.io.store import ResultsStore
 from astra_cli.science.grids import read_grid
-from astra_cli.store import ResultsStore
 
 LABELS = ("teff", "logg", "m_h")
 COLUMNS = {

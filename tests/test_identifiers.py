@@ -8,7 +8,7 @@ import pytest
 from sdss_access.path import Path as SdssPath
 
 from astra_cli.errors import UsageError
-from astra_cli.identifiers import (
+from astra_cli.io.identifiers import (
     IdentifierResolver,
     identifier_sources,
     observation_from_path,

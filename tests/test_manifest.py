@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 
 from astra_cli import api
 from astra_cli.cli.app import app
-from astra_cli.identifiers import IdentifierResolver
-from astra_cli.store import ResultsStore
+from astra_cli.io.identifiers import IdentifierResolver
+from astra_cli.io.store import ResultsStore
 
 runner = CliRunner()
 
@@ -133,13 +133,12 @@ def test_every_format_yields_the_same_plan(with_plugin, tmp_path, fmt):
         file_format=extra[1] if extra else None,
         stdin=None if stdin is None else io.BytesIO(stdin.encode()),
     )
-    prepared = api.prepare(
+    plan = api.prepare(
         "counting", inputs.observations, {}, manifests=inputs.manifests, output_dir=tmp_path / "api"
     )
-    prepared.store.close()
     found = {
         json.dumps(group.significant): sorted(o.key for o in group.observations)
-        for group in prepared.plan.groups
+        for group in plan.groups
     }
     assert found == expected_plan(root)
 

@@ -14,8 +14,8 @@ import astra_cli
 from astra_cli.cli.app import app
 from astra_cli.demo.report import STAR_KEYS, VISIT_KEYS
 from astra_cli.errors import UsageError
-from astra_cli.identifiers import IdentifierResolver
-from astra_cli.modelfiles import ModelFileError
+from astra_cli.io.identifiers import IdentifierResolver
+from astra_cli.io.modelfiles import ModelFileError
 from astra_cli.science.cannon import check_cannon, read_cannon
 from astra_cli.science.ccf import check_templates, read_templates
 from astra_cli.science.grids import ModelGrid, check_grid, read_grid, write_ferre_grid

@@ -8,18 +8,13 @@ import sys
 
 import pytest
 
+from astra_cli.engine.planner import MAX_CHUNK_SIZE, automatic_chunk_size, group_key, make_plan
+from astra_cli.engine.requests import RequestSet, sweep
 from astra_cli.errors import UsageError
-from astra_cli.identifiers import Observation, observation_from_path
+from astra_cli.io.identifiers import observation_from_path
+from astra_cli.io.store import ResultsStore
 from astra_cli.methods.base import Method, Param
-from astra_cli.planner import (
-    MAX_CHUNK_SIZE,
-    RequestSet,
-    automatic_chunk_size,
-    group_key,
-    make_plan,
-    sweep,
-)
-from astra_cli.store import ResultsStore, RunRecord
+from astra_cli.vocabulary import Observation, RunRecord
 
 
 class MyAnalysisTask(Method):
@@ -134,8 +129,8 @@ def test_sweep_combines_single_values_with_swept_ones():
     ]
 
 
-def test_sweeping_an_insignificant_option_is_refused():
-    with pytest.raises(UsageError, match="--n-threads"):
+def test_sweeping_an_insignificant_option_is_refused(words):
+    with pytest.raises(UsageError, match=f"option {words.option('n_threads')} does not change"):
         sweep({"order": [5], "n_threads": [1, 2]}, MyAnalysisTask)
 
 
@@ -349,8 +344,8 @@ def test_chunks_cover_only_runs_left_to_do():
 
 
 @pytest.mark.parametrize("chunk_size", [0, -1])
-def test_chunk_size_below_one_is_refused(chunk_size):
-    with pytest.raises(UsageError, match="--chunk-size"):
+def test_chunk_size_below_one_is_refused(words, chunk_size):
+    with pytest.raises(UsageError, match=words.argument("chunk_size")):
         make_plan(MyAnalysisTask, [RequestSet({}, files(3))], Lookup(), chunk_size=chunk_size)
 
 
@@ -380,7 +375,10 @@ def test_group_key_is_stable():
 
 def test_group_key_is_the_same_in_another_process():
     """The store keeps keys across invocations, so they must not depend on hash seeds."""
-    code = "from astra_cli.planner import group_key; print(group_key('m', '1', {'b': 'x', 'a': 5}))"
+    code = (
+        "from astra_cli.engine.planner import group_key; "
+        "print(group_key('m', '1', {'b': 'x', 'a': 5}))"
+    )
     outputs = {
         subprocess.run(
             [sys.executable, "-c", code],

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import astra_cli
 from astra_cli.cli.app import app
-from astra_cli.store import ResultsStore
+from astra_cli.io.store import ResultsStore
 
 runner = CliRunner()
 

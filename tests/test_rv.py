@@ -9,8 +9,8 @@ from astropy.io import fits
 
 import astra_cli
 from astra_cli.demo.report import STAR_KEYS, TARGETS, VISIT_KEYS
-from astra_cli.identifiers import IdentifierResolver
-from astra_cli.store import ResultsStore
+from astra_cli.io.identifiers import IdentifierResolver
+from astra_cli.io.store import ResultsStore
 
 COLUMNS = {
     "v_rad", "e_v_rad", "ccf_peak", "ccf_fwhm", "template",

@@ -7,8 +7,8 @@ import pytest
 from astropy.io import fits
 from fits_factory import APSTAR_PIXELS, write_apstar
 
+from astra_cli.io.spectra import read_spectrum
 from astra_cli.methods.snr import SignalToNoise
-from astra_cli.spectra import read_spectrum
 
 APOGEE_BAD_BITS = 16639  # bits 0-7 and 14, written out independently of astra_cli
 

@@ -9,7 +9,7 @@ import pytest
 from astropy.io import fits
 from fits_factory import APSTAR_PIXELS, CDELT1, CRVAL1, write_apstar
 
-from astra_cli.spectra import SpectrumReadError, read_spectrum
+from astra_cli.io.spectra import SpectrumReadError, read_spectrum
 
 APVISIT_PIXELS = 3 * 4096
 

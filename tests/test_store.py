@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 
 from astra_cli.errors import UsageError
-from astra_cli.store import SCHEMA_VERSION, STORE_FILENAME, ResultsStore, RunRecord
+from astra_cli.io.store import SCHEMA_VERSION, STORE_FILENAME, ResultsStore
+from astra_cli.vocabulary import RunRecord
 
 
 def ok(observation: str = "path:/data/a.fits", group: str = "g1", **changes) -> RunRecord:
@@ -220,7 +221,7 @@ def test_store_stays_writable_after_a_failed_write(store):
 
 
 @pytest.mark.parametrize("under", ["file/out", "file"])
-def test_unusable_output_directory_is_a_usage_error(tmp_path, under):
+def test_unusable_output_directory_is_a_usage_error(words, tmp_path, under):
     (tmp_path / "file").write_text("not a directory")
     output = tmp_path / under
 
@@ -229,13 +230,13 @@ def test_unusable_output_directory_is_a_usage_error(tmp_path, under):
 
     message = str(raised.value)
     assert str(output) in message
-    assert "--output-dir" in message
+    assert f"choose a writable directory with {words.argument('output_dir')}" in message
 
 
-def test_database_path_taken_by_a_directory_is_a_usage_error(tmp_path):
+def test_database_path_taken_by_a_directory_is_a_usage_error(words, tmp_path):
     (tmp_path / STORE_FILENAME).mkdir()
 
-    with pytest.raises(UsageError, match="--output-dir"):
+    with pytest.raises(UsageError, match=words.argument("output_dir")):
         ResultsStore(tmp_path)
 
 

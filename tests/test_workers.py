@@ -16,7 +16,7 @@ import pytest
 from conftest import astra_subprocess
 from fits_factory import write_apstars
 
-from astra_cli.store import ResultsStore
+from astra_cli.io.store import ResultsStore
 
 
 @pytest.fixture(scope="module")

@@ -8,21 +8,18 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from astra_cli.cli.common import ANALYSE_OPTIONS
+from astra_cli.cli.clickparts import ClickCommand
 from astra_cli.cli.console import print_json, stderr_console
 from astra_cli.cli.errors import reported_errors
-from astra_cli.cli.method_commands import (
-    Invocation,
-    MethodGroup,
-    build_method_command,
-    method_description,
-)
-from astra_cli.cli.plan import prepare_invocation
+from astra_cli.cli.inputs import prepare_invocation
+from astra_cli.cli.invocation import Invocation
+from astra_cli.cli.method_commands import MethodGroup, build_method_command, method_description
+from astra_cli.cli.options import ANALYSE_OPTIONS
 
 if TYPE_CHECKING:
+    from astra_cli.engine.progress import Progress
     from astra_cli.methods.base import Method
-    from astra_cli.progress import Progress
-    from astra_cli.summary import Summary
+    from astra_cli.vocabulary import Summary
 
 EXAMPLES = """\
 [bold]Examples[/]
@@ -50,32 +47,24 @@ EXAMPLES = """\
 
 
 def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
-    from astra_cli import api
-    from astra_cli.backends import Backend
+    from astra_cli.engine.backends import Backend
+    from astra_cli.engine.runner import execute_plan
 
-    common = invocation.common
-    with reported_errors(common["verbose"]):
-        backend = Backend(
-            common["backend"],
-            common["jobs"] or api.default_jobs(),
-            common["scheduler"],
-            str(common["scheduler_file"]) if common["scheduler_file"] else None,
+    running, report = invocation.running, invocation.report
+    with reported_errors(report.verbose):
+        backend = Backend.chosen(
+            running.backend, invocation.planning.jobs, running.scheduler, running.scheduler_file
         )
-        prepared = prepare_invocation(method_class, invocation)
-        try:
-            summary = api.execute_plan(
-                prepared,
-                backend=backend,
-                progress=progress_for(common["quiet"], common["log_file"]),
-                wait=common["wait"],
-                force=common["force"],
-                retry_failed=common["retry_failed"],
-            )
-        finally:
-            prepared.store.close()
-        if common["json"]:
+        plan = prepare_invocation(method_class, invocation, jobs=backend.jobs)
+        summary = execute_plan(
+            plan,
+            backend=backend,
+            progress=progress_for(report.quiet, running.log_file),
+            wait=running.wait,
+        )
+        if report.json:
             print_json(summary.to_dict())
-        if not common["quiet"]:
+        if not report.quiet:
             render_summary(summary)
         elif summary.failed:
             render_failures(summary)
@@ -84,7 +73,8 @@ def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
 
 def progress_for(quiet: bool, log_file: Path | None = None) -> Progress:
     """A bar on a terminal, plain lines in a log, nothing when quiet; and the --log-file."""
-    from astra_cli.progress import FanOut, LineProgress, LogFile, RichProgress, SilentProgress
+    from astra_cli.cli.progress import LineProgress, LogFile, RichProgress
+    from astra_cli.engine.progress import FanOut, SilentProgress
 
     if quiet:
         terminal: Progress = SilentProgress()
@@ -96,7 +86,7 @@ def progress_for(quiet: bool, log_file: Path | None = None) -> Progress:
 
 
 def render_summary(summary: Summary) -> None:
-    from astra_cli.progress import describe_summary
+    from astra_cli.cli.progress import describe_summary
 
     console = stderr_console()
     console.print(describe_summary(summary), markup=False, highlight=False)
@@ -133,7 +123,7 @@ def render_failures(summary: Summary) -> None:
 
 
 class AnalyseGroup(MethodGroup):
-    def build(self, method_class: type[Method]):
+    def build(self, method_class: type[Method]) -> ClickCommand:
         return build_method_command(
             method_class,
             analyse_action,

@@ -10,6 +10,7 @@ import typer
 
 from astra_cli.cli.console import print_json, stderr_console
 from astra_cli.cli.errors import reported_errors
+from astra_cli.cli.options import Jobs, Json, Verbose
 
 DEFAULT_DIRECTORY = Path("astra-demo")
 
@@ -28,15 +29,9 @@ def demo_command(
     ] = 300,
     snr: Annotated[float, typer.Option("--snr", min=1.0, help="S/N of the test spectra.")] = 100.0,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
-    jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", min=1, help="Workers for --run.")
-    ] = None,
-    json: Annotated[
-        bool, typer.Option("--json", metavar="", help="Print the comparison as JSON on stdout.")
-    ] = False,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", metavar="", help="Tracebacks.")
-    ] = False,
+    jobs: Jobs = None,
+    json: Json = False,
+    verbose: Verbose = False,
 ) -> None:
     """Write a synthetic APOGEE-like data set with known labels and velocities.
 

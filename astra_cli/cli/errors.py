@@ -1,20 +1,21 @@
 """How the CLI reports errors: one line on stderr and an exit code; a traceback only with
---verbose."""
+--verbose. Inside, messages spell options as flags (`--continuum-order`)."""
 
 from __future__ import annotations
 
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 import typer
 
 from astra_cli.cli.console import error, stderr_console
-from astra_cli.errors import AstraError
+from astra_cli.errors import AstraError, command_line_spelling
 from astra_cli.exit_codes import ExitCode
 
 
-def exit_with_error(message: str, code: int) -> None:
+def exit_with_error(message: str, code: int) -> NoReturn:
     error(message)
     raise typer.Exit(code)
 
@@ -23,7 +24,8 @@ def exit_with_error(message: str, code: int) -> None:
 def reported_errors(verbose: bool) -> Iterator[None]:
     """Turn exceptions into a one-line message and the matching exit code."""
     try:
-        yield
+        with command_line_spelling():
+            yield
     except AstraError as failure:
         if verbose:
             stderr_console().print(traceback.format_exc(), markup=False)

@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from typer.core import TyperCommand, TyperGroup
+from astra_cli.cli.clickparts import TyperCommand, TyperGroup
 
 
 def unwrap(text: str) -> str:

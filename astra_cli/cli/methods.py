@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from astra_cli.cli.console import print_json
 from astra_cli.cli.errors import reported_errors
+from astra_cli.cli.options import Json
 
 
-def methods_command(
-    json: Annotated[
-        bool, typer.Option("--json", metavar="", help="Print a JSON document on stdout.")
-    ] = False,
-) -> None:
+def methods_command(json: Json = False) -> None:
     """List the installed methods (built-in and plugins) and their options."""
     from astra_cli.methods.registry import load_method, method_names
 

@@ -6,77 +6,28 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from astra_cli.cli.common import PLAN_OPTIONS
-from astra_cli.cli.console import notice, print_json, stderr_console
+from astra_cli.cli.clickparts import ClickCommand
+from astra_cli.cli.console import print_json, stderr_console
 from astra_cli.cli.errors import reported_errors
-from astra_cli.cli.method_commands import Invocation, MethodGroup, build_method_command
+from astra_cli.cli.inputs import prepare_invocation
+from astra_cli.cli.invocation import Invocation
+from astra_cli.cli.method_commands import MethodGroup, build_method_command
+from astra_cli.cli.options import PLAN_OPTIONS
 from astra_cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from astra_cli.api import Inputs, Prepared
+    from astra_cli.engine.planner import Plan
     from astra_cli.methods.base import Method
-    from astra_cli.planner import Plan
-
-
-def collect_invocation_inputs(method_class: type[Method], invocation: Invocation) -> Inputs:
-    """Every observation the command line names, manifests included; what was left out of the
-    manifests is said on stderr."""
-    from astra_cli import api
-    from astra_cli.manifest import describe_problems
-
-    common = invocation.common
-    hdu = common["hdu"]
-    inputs = api.collect_inputs(
-        method_class,
-        invocation.paths,
-        invocation.obs,
-        invocation.per_key,
-        invocation.from_file,
-        data_root=common["data_root"],
-        kind=common["kind"],
-        file_format=common["manifest_format"],
-        hdu=int(hdu) if hdu is not None and hdu.isdigit() else hdu,
-        skip_bad_rows=common["skip_bad_rows"],
-    )
-    manifests = inputs.manifests
-    if not common.get("quiet"):
-        for line in manifests.notices:
-            notice(line)
-    if manifests.problems:
-        notice(f"{len(manifests.problems)} bad row(s) in --from-file left out:", "warning")
-        for line in describe_problems(manifests.problems):
-            stderr_console().print(line, markup=False, highlight=False)
-    return inputs
-
-
-def prepare_invocation(method_class: type[Method], invocation: Invocation) -> Prepared:
-    """Observations and option values from the command line -> a plan against the store."""
-    from astra_cli import api
-
-    common = invocation.common
-    inputs = collect_invocation_inputs(method_class, invocation)
-    return api.prepare(
-        method_class,
-        inputs.observations,
-        invocation.method_options,
-        manifests=inputs.manifests,
-        output_dir=common["output_dir"],
-        jobs=common["jobs"],
-        chunk_size=common["chunk_size"],
-        force=common["force"],
-        retry_failed=common["retry_failed"],
-    )
 
 
 def plan_action(method_class: type[Method], invocation: Invocation) -> None:
-    with reported_errors(invocation.common["verbose"]):
-        prepared = prepare_invocation(method_class, invocation)
-        prepared.store.close()
-        if invocation.common["json"]:
-            print_json({**plan_as_dict(prepared.plan), "bad_rows": prepared.bad_rows})
+    with reported_errors(invocation.report.verbose):
+        plan = prepare_invocation(method_class, invocation, jobs=invocation.planning.jobs)
+        if invocation.report.json:
+            print_json({**plan_as_dict(plan), "bad_rows": plan.bad_rows})
         else:
-            render_plan(prepared.plan)
-    if prepared.bad_rows:
+            render_plan(plan)
+    if plan.bad_rows:
         raise typer.Exit(ExitCode.RUNS_FAILED)
 
 
@@ -116,7 +67,7 @@ def render_plan(plan: Plan) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from astra_cli.progress import describe_plan
+    from astra_cli.cli.progress import describe_plan
 
     table = Table(title=describe_plan(plan), title_justify="left")
     for column in ("group", "significant options", "requested", "done", "to run", "chunks"):
@@ -142,7 +93,7 @@ def render_plan(plan: Plan) -> None:
 
 
 class PlanGroup(MethodGroup):
-    def build(self, method_class: type[Method]):
+    def build(self, method_class: type[Method]) -> ClickCommand:
         return build_method_command(
             method_class,
             plan_action,

@@ -9,7 +9,9 @@ import typer
 
 from astra_cli.cli.console import stderr_console
 from astra_cli.cli.errors import reported_errors
-from astra_cli.store import DEFAULT_OUTPUT_DIR, STORE_FILENAME
+from astra_cli.cli.options import StoreDir, Verbose
+from astra_cli.io.export import FORMATS, STATUSES
+from astra_cli.io.store import DEFAULT_OUTPUT_DIR, STORE_FILENAME
 
 
 def _method_names(incomplete: str) -> list[str]:
@@ -38,13 +40,13 @@ def results_command(
         ),
     ] = None,
     file_format: Annotated[
-        Literal["fits", "ecsv", "csv"] | None,
+        Literal[FORMATS] | None,
         typer.Option(
             "--format", show_default=False, help="Table format. Default: from --out, else fits."
         ),
     ] = None,
     status: Annotated[
-        Literal["ok", "failed", "all"], typer.Option("--status", help="Which runs to export.")
+        Literal[STATUSES], typer.Option("--status", help="Which runs to export.")
     ] = "ok",
     group: Annotated[
         str | None, typer.Option("--group", metavar="KEY", help="Only this group (see astra plan).")
@@ -57,15 +59,8 @@ def results_command(
             help="One row per observation: its latest run, whatever the options.",
         ),
     ] = False,
-    output_dir: Annotated[
-        Path,
-        typer.Option(
-            "--output-dir", envvar="ASTRA_OUTPUT_DIR", metavar="DIR", help="Results store."
-        ),
-    ] = Path(DEFAULT_OUTPUT_DIR),
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", metavar="", help="Show tracebacks of errors.")
-    ] = False,
+    output_dir: StoreDir = Path(DEFAULT_OUTPUT_DIR),
+    verbose: Verbose = False,
 ) -> None:
     """Export a method's results as one table (FITS, ECSV or CSV).
 
@@ -74,13 +69,13 @@ def results_command(
     the astra version and every group's options.
     """
     from astra_cli.errors import UsageError, did_you_mean
-    from astra_cli.export import default_destination, results_table, write_table
-    from astra_cli.store import ResultsStore
+    from astra_cli.io.export import default_destination, format_of, results_table, write_table
+    from astra_cli.io.store import ResultsStore
 
     with reported_errors(verbose):
         if not (output_dir / STORE_FILENAME).is_file():
             raise UsageError(f"no results store in {output_dir} (give --output-dir)")
-        chosen = file_format or _format_of(out) or "fits"
+        chosen = file_format or format_of(out) or "fits"
         destination = out or str(default_destination(method, chosen, output_dir))
         with ResultsStore(output_dir) as store:
             stored = store.methods()
@@ -94,13 +89,3 @@ def results_command(
         write_table(table, destination, chosen)
     if destination != "-":
         stderr_console().print(f"{len(table)} row(s) of {method}: {destination}", markup=False)
-
-
-def _format_of(out: str | None) -> str | None:
-    if not out or out == "-":
-        return None
-    name = out.lower()
-    for suffix, fmt in ((".fits", "fits"), (".fit", "fits"), (".ecsv", "ecsv"), (".csv", "csv")):
-        if name.endswith(suffix) or name.endswith(suffix + ".gz"):
-            return fmt
-    return None

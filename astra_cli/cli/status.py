@@ -7,16 +7,18 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from astra_cli.cli.common import STATUS_OPTIONS
+from astra_cli.cli.clickparts import ClickCommand
 from astra_cli.cli.console import print_json
 from astra_cli.cli.errors import reported_errors
-from astra_cli.cli.method_commands import Invocation, MethodGroup, build_method_command
-from astra_cli.cli.plan import collect_invocation_inputs
+from astra_cli.cli.inputs import collect_invocation_inputs
+from astra_cli.cli.invocation import Invocation
+from astra_cli.cli.method_commands import MethodGroup, build_method_command
+from astra_cli.cli.options import STATUS_OPTIONS
 from astra_cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
+    from astra_cli.engine.planner import Plan
     from astra_cli.methods.base import Method
-    from astra_cli.planner import Plan
 
 EXAMPLES = """\
 [bold]Examples[/]
@@ -29,18 +31,18 @@ EXAMPLES = """\
 def status_action(method_class: type[Method], invocation: Invocation) -> None:
     from astra_cli import api
 
-    common = invocation.common
-    with reported_errors(common["verbose"]):
+    output_dir = invocation.planning.output_dir
+    with reported_errors(invocation.report.verbose):
         inputs = collect_invocation_inputs(method_class, invocation)
         plan = api.status(
             method_class,
             inputs.observations,
             invocation.method_options,
             manifests=inputs.manifests,
-            output_dir=common["output_dir"],
+            output_dir=output_dir,
         )
-        report = status_as_dict(plan, str(common["output_dir"]), len(inputs.manifests.problems))
-        if common["json"]:
+        report = status_as_dict(plan, str(output_dir))
+        if invocation.report.json:
             print_json(report)
         else:
             render_status(report)
@@ -48,7 +50,7 @@ def status_action(method_class: type[Method], invocation: Invocation) -> None:
         raise typer.Exit(ExitCode.RUNS_FAILED)
 
 
-def status_as_dict(plan: Plan, output_dir: str, bad_rows: int) -> dict[str, Any]:
+def status_as_dict(plan: Plan, output_dir: str) -> dict[str, Any]:
     """Per group: requested runs, and of them done (ok in the store), failed (failed in the
     store) and pending (not in the store)."""
     groups = [
@@ -68,7 +70,7 @@ def status_as_dict(plan: Plan, output_dir: str, bad_rows: int) -> dict[str, Any]
         "output_dir": output_dir,
         "requested": plan.requested,
         **totals,
-        "bad_rows": bad_rows,
+        "bad_rows": plan.bad_rows,
         "groups": groups,
     }
 
@@ -96,7 +98,7 @@ def render_status(report: dict[str, Any]) -> None:
 
 
 class StatusGroup(MethodGroup):
-    def build(self, method_class: type[Method]):
+    def build(self, method_class: type[Method]) -> ClickCommand:
         return build_method_command(
             method_class,
             status_action,

@@ -10,6 +10,7 @@ import typer
 from astra_cli.cli.console import stderr_console
 from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.helptext import Command, Group
+from astra_cli.cli.options import DataRoot, ManifestFormat, Verbose
 
 train_app = typer.Typer(
     cls=Group, help="Train data-driven models from labelled spectra.", no_args_is_help=True
@@ -34,16 +35,9 @@ def train_cannon_command(
     continuum_order: Annotated[
         int, typer.Option("--continuum-order", min=0, help="Continuum polynomial order per chip.")
     ] = 4,
-    data_root: Annotated[
-        Path | None,
-        typer.Option("--data-root", envvar="SAS_BASE_DIR", help="SAS root for identifiers."),
-    ] = None,
-    file_format: Annotated[
-        str | None, typer.Option("--format", help="Manifest format (default: from the name).")
-    ] = None,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", metavar="", help="Show tracebacks of errors.")
-    ] = False,
+    data_root: DataRoot = None,
+    manifest_format: ManifestFormat = None,
+    verbose: Verbose = False,
 ) -> None:
     """Train The Cannon: a quadratic-in-labels model of every pixel, with its own scatter.
 
@@ -58,7 +52,7 @@ def train_cannon_command(
             from astra_cli.errors import UsageError
 
             raise UsageError("--labels: give at least one label column, e.g. teff,logg,m_h")
-        training = read_labelled(from_file, names, data_root=data_root, file_format=file_format)
+        training = read_labelled(from_file, names, data_root=data_root, file_format=manifest_format)
         with console.status(f"training on {len(training.paths)} spectra ..."):
             model = train_cannon(training, output, continuum_order=continuum_order)
     console.print(

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from astra_cli.demo.synthesis import LABEL_NAMES, normalised_flux
-from astra_cli.identifiers import IdentifierResolver
+from astra_cli.io.identifiers import IdentifierResolver
 from astra_cli.science.ccf import Templates, write_templates
 from astra_cli.science.grids import ModelGrid, write_ferre_grid, write_fits_grid
 from astra_cli.science.wavelength import (

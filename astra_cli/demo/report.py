@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from astra_cli.demo.dataset import DemoFiles
-from astra_cli.identifiers import IdentifierResolver
-from astra_cli.progress import Progress
-from astra_cli.store import ResultsStore
-from astra_cli.summary import Summary
+from astra_cli.engine.progress import Progress
+from astra_cli.io.identifiers import IdentifierResolver
+from astra_cli.io.store import ResultsStore
+from astra_cli.vocabulary import Summary
 
 STAR_KEYS = ("release", "apred", "telescope", "field", "obj")
 VISIT_KEYS = ("release", "apred", "telescope", "field", "plate", "mjd", "fiber")

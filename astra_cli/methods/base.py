@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from astra_cli.errors import UsageError, did_you_mean
+from astra_cli.errors import UsageError, did_you_mean, spelling
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from astra_cli.spectra import Spectrum
+    from astra_cli.io.spectra import Spectrum
 
 
 class _Required:
@@ -95,6 +95,12 @@ class Param:
         """The command-line spelling of this option."""
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def metavar(self) -> str:
+        """What its value is, in help and errors: PATH, INT, FLOAT, STR, BOOL."""
+        assert self.type is not None  # set in __post_init__
+        return "PATH" if self.type is Path else self.type.__name__.upper()
+
     def coerce(self, value: Any) -> Any:
         """Convert a value (often a string from a command line or manifest) to this type.
 
@@ -119,11 +125,14 @@ class Param:
                 converted = str(value)
         except (TypeError, ValueError) as error:
             raise UsageError(
-                f"option {self.flag}: {value!r} is not a valid {kind.__name__} ({error})"
+                f"option {spelling().option(self.name)}: {value!r} is not a valid "
+                f"{kind.__name__} ({error})"
             ) from None
         if self.choices is not None and converted not in self.choices:
             allowed = ", ".join(map(str, self.choices))
-            raise UsageError(f"option {self.flag}: {value!r} is not one of {allowed}")
+            raise UsageError(
+                f"option {spelling().option(self.name)}: {value!r} is not one of {allowed}"
+            )
         return converted
 
 
@@ -166,16 +175,17 @@ class Method:
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.params))
         if unknown:
-            flag = "--" + unknown[0].replace("_", "-")
             hint = did_you_mean(unknown[0], list(self.params))
-            raise UsageError(f"method {self.name!r} has no option {flag}{hint}")
+            raise UsageError(
+                f"method {self.name!r} has no option {spelling().option(unknown[0])}{hint}"
+            )
         for param_name, param in self.params.items():
             if param_name in options and options[param_name] is not None:
                 value = param.coerce(options[param_name])
             elif param.required:
-                metavar = "PATH" if param.type is Path else param.type.__name__.upper()
                 about = f" ({param.help.rstrip('.')})" if param.help else ""
-                raise UsageError(f"method {self.name!r} needs {param.flag} {metavar}{about}")
+                needed = spelling().option_value(param_name, param.metavar)
+                raise UsageError(f"method {self.name!r} needs {needed}{about}")
             else:
                 value = param.default if param.default is None else param.coerce(param.default)
             setattr(self, param_name, value)
@@ -218,7 +228,7 @@ class Method:
 
     def read_observation(self, path: str) -> Spectrum:
         """Read one observation; override for products other than apStar and apVisit."""
-        from astra_cli.spectra import read_spectrum
+        from astra_cli.io.spectra import read_spectrum
 
         return read_spectrum(path)
 

@@ -10,7 +10,7 @@ from astra_cli.methods.base import Method, Param
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from astra_cli.spectra import Spectrum
+    from astra_cli.io.spectra import Spectrum
 
 
 class Cannon(Method):

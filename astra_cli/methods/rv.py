@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from astra_cli.methods.base import Method, Param
 
 if TYPE_CHECKING:
-    from astra_cli.spectra import Spectrum
+    from astra_cli.io.spectra import Spectrum
 
 
 class RadialVelocity(Method):

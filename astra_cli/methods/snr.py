@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from astra_cli.methods.base import Method
 
 if TYPE_CHECKING:
-    from astra_cli.spectra import Spectrum
+    from astra_cli.io.spectra import Spectrum
 
 
 class SignalToNoise(Method):
@@ -24,7 +24,7 @@ class SignalToNoise(Method):
     def analyse(self, model: Any, spectrum: Spectrum) -> dict[str, Any]:
         import numpy as np
 
-        from astra_cli.spectra import BAD_PIXEL_BITS
+        from astra_cli.io.spectra import BAD_PIXEL_BITS
 
         good = ~spectrum.bad
         n_good = int(good.sum())

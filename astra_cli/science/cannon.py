@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astra_cli.modelfiles import ModelFileError, file_kind, fits_headers
+from astra_cli.io.modelfiles import ModelFileError, file_kind, fits_headers
 
 SELF_TEST_SPECTRA = 100
 """Training spectra refitted to measure the model's systematic error."""

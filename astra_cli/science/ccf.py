@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astra_cli.modelfiles import ModelFileError, file_kind, fits_headers
+from astra_cli.io.modelfiles import ModelFileError, file_kind, fits_headers
 from astra_cli.science.continuum import normalise
 from astra_cli.science.gridfit import resample
 from astra_cli.science.wavelength import SPEED_OF_LIGHT_KMS, velocity_from_factor

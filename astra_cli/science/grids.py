@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astra_cli.modelfiles import ModelFileError, file_kind, fits_headers, load_npz
+from astra_cli.io.modelfiles import ModelFileError, file_kind, fits_headers, load_npz
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,85 @@
-"""What an invocation did, in numbers: printed at the end, and the source of the exit code."""
+"""The words every layer shares: what is analysed (Observation), what a worker reports for it
+(Outcome), what the store keeps of a run (RunRecord), and what an invocation did (Summary).
+
+Plain data, no behaviour beyond describing itself, and no imports from the rest of astra but
+the exit codes: inputs, engine, store and command line all speak these words, so they must
+depend on none of those layers.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from astra_cli.exit_codes import ExitCode
 
 MAX_LISTED_FAILURES = 20
 
 
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One spectrum to analyse.
+
+    key
+        Its stable identity in the results store: `apStar:apred=...,obj=...,release=...` for an
+        identifier, `path:/absolute/file.fits` for a file named by path.
+    path
+        The file to read.
+    identifiers
+        The identifier's keys and values (empty for a path).
+    """
+
+    key: str
+    path: str
+    identifiers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one observation: a result, or the error that stopped it."""
+
+    observation: str
+    result: dict[str, Any] | None
+    error: str | None
+    started_at: float
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Outcome:
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One finished run, as the store keeps it."""
+
+    group_key: str
+    observation: str
+    method: str
+    method_version: str
+    options: dict[str, Any]
+    identifiers: dict[str, str] | None
+    input_path: str
+    status: str
+    result: dict[str, Any] | None
+    error: str | None
+    started_at: float | None
+    duration_s: float | None
+    astra_version: str
+
+
 @dataclass
 class Summary:
+    """What an invocation did, in numbers: printed at the end, and the source of the exit
+    code."""
+
     method: str
     output_dir: str
     requested: int = 0
@@ -55,5 +124,5 @@ class Summary:
         if len(self.failures) < MAX_LISTED_FAILURES:
             self.failures.append({"observation": observation, "error": error})
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "exit_code": int(self.exit_code)}

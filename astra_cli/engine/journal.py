@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from astra_cli.outcome import Outcome
+from astra_cli.vocabulary import Outcome
 
 JOURNAL_DIRNAME = ".journals"
 

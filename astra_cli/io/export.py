@@ -17,12 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from astra_cli.errors import UsageError
-from astra_cli.identifiers import IDENTIFIER_KEYS
-from astra_cli.store import RunRecord
+from astra_cli.io.formats import format_of as format_of_name
+from astra_cli.io.identifiers import IDENTIFIER_KEYS
 from astra_cli.version import __version__
+from astra_cli.vocabulary import RunRecord
 
 FORMATS = ("fits", "ecsv", "csv")
 STATUSES = ("ok", "failed", "all")
+
+
+def format_of(destination: str | None) -> str | None:
+    """The table format a file name says, if it is one astra writes; None for stdout."""
+    if not destination or destination == "-":
+        return None
+    found = format_of_name(destination)
+    return found if found in FORMATS else None
 
 
 def results_table(

@@ -16,19 +16,20 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from types import FrameType
 
-from astra_cli.backends import Backend
+from astra_cli.engine.backends import Backend
+from astra_cli.engine.journal import JournalArea
+from astra_cli.engine.locks import GroupLocks
+from astra_cli.engine.planner import Chunk, Group, Plan, classify
+from astra_cli.engine.pool import ChunkTasks, execute
+from astra_cli.engine.progress import Progress, SilentProgress
+from astra_cli.engine.worker import ChunkResult, ChunkTask
 from astra_cli.errors import AstraError
-from astra_cli.executor import ChunkResult, ChunkTask, ChunkTasks, execute
 from astra_cli.exit_codes import ExitCode
-from astra_cli.identifiers import Observation
-from astra_cli.journal import JournalArea
-from astra_cli.locks import GroupLocks
-from astra_cli.planner import Chunk, Group, make_chunks
-from astra_cli.progress import Progress, SilentProgress
-from astra_cli.store import ResultsStore, RunRecord
-from astra_cli.summary import Summary
+from astra_cli.io.store import ResultsStore
 from astra_cli.version import __version__
+from astra_cli.vocabulary import Observation, Outcome, RunRecord, Summary
 
 
 class Terminated(KeyboardInterrupt):
@@ -42,45 +43,35 @@ class StoreWriteError(AstraError):
 
 
 def execute_plan(
-    prepared,
+    plan: Plan,
     *,
-    backend: str | Backend = "loky",
-    jobs: int | None = None,
+    backend: Backend,
     progress: Progress | None = None,
     wait: bool = False,
-    force: bool = False,
-    retry_failed: bool = False,
 ) -> Summary:
-    """Run every group of the plan; returns the Summary (its exit_code is the CLI's).
+    """Run every group of the plan on the backend, committing each chunk to the plan's store;
+    returns the Summary (its exit_code is the CLI's).
 
-    backend
-        A backend name (see `astra_cli.backends.BACKENDS`) run with `jobs` workers, or a
-        `Backend` (a dask scheduler, say).
-    force, retry_failed
-        As given to the planner: they decide which runs another invocation finished while this
-        one waited for a lock still count as to do.
+    wait
+        Wait for groups that another invocation is running instead of skipping them.
     """
-    from astra_cli.api import default_jobs
-
-    if not isinstance(backend, Backend):
-        backend = Backend(backend, jobs or default_jobs())
-    plan, store = prepared.plan, prepared.store
     progress = progress or SilentProgress()
     summary = Summary(
         method=plan.method,
-        output_dir=str(store.output_dir),
+        output_dir=plan.output_dir,
         requested=plan.requested,
         already_done=plan.already_done,
         skipped_failed=plan.skipped_failed,
-        bad_rows=prepared.bad_rows,
+        bad_rows=plan.bad_rows,
         groups=len(plan.groups),
     )
     clock = time.perf_counter()
     invocation = uuid.uuid4().hex[:12]
+    store = ResultsStore(plan.output_dir)
     journals = JournalArea(store.output_dir, invocation)
     locks = GroupLocks(store.output_dir)
     numbering = ChunkTasks(journals.directory, invocation)
-    committer = _Committer(prepared, summary)
+    committer = _Committer(plan, store, summary)
     progress.started(plan)
     remaining = [group for group in plan.groups if group.observations]
     try:
@@ -94,8 +85,9 @@ def execute_plan(
                     ready, locked = locked[:1], locked[1:]
                 if not ready:
                     break
-                groups = [_refresh(group, store, summary, force, retry_failed) for group in ready]
-                chunks = make_chunks(groups, plan.chunk_size)
+                chunks = [
+                    chunk for group in ready for chunk in _recheck(plan, group, store, summary)
+                ]
                 summary.chunks += len(chunks)
                 tasks = [committer.task(numbering, chunk) for chunk in chunks]
                 for result in execute(tasks, numbering, backend):
@@ -103,7 +95,7 @@ def execute_plan(
                     progress.chunk_done(result, summary)
                 for group in ready:
                     locks.release(group.key)
-                    progress.notice(committer.group_line(group.key))
+                    progress.notice(committer.group_line(group))
                 remaining = locked
             for group in remaining:
                 summary.locked += len(group.observations)
@@ -114,6 +106,7 @@ def execute_plan(
     finally:
         locks.release_all()
         journals.close()
+        store.close()
         done_meanwhile = (summary.already_done - plan.already_done) + (
             summary.skipped_failed - plan.skipped_failed
         )
@@ -123,26 +116,24 @@ def execute_plan(
     return summary
 
 
-def _refresh(
-    group: Group, store: ResultsStore, summary: Summary, force: bool, retry_failed: bool
-) -> Group:
-    """The group's runs still to do now that this invocation holds its lock: another one may
-    have finished some since the plan was made."""
-    if force:
-        return group
+def _recheck(plan: Plan, group: Group, store: ResultsStore, summary: Summary) -> list[Chunk]:
+    """The group's chunks, less the runs another invocation finished since the plan was made,
+    now that this invocation holds the group's lock."""
+    chunks = plan.chunks_of(group.key)
+    if plan.policy.force:
+        return chunks
     statuses = store.statuses([group.key])[group.key]
-    todo: list[Observation] = []
-    for observation in group.observations:
-        status = statuses.get(observation.key)
-        if status == "ok":
-            summary.already_done += 1
-        elif status == "failed" and not retry_failed:
-            summary.skipped_failed += 1
-        else:
-            todo.append(observation)
-    if len(todo) == len(group.observations):
-        return group
-    return Group(group.key, group.method, group.options, group.significant, todo)
+    sorted_runs = classify(group.observations, statuses, plan.policy)
+    summary.already_done += sorted_runs.done
+    summary.skipped_failed += sorted_runs.failed
+    if len(sorted_runs.todo) == len(group.observations):
+        return chunks
+    todo = {observation.key for observation in sorted_runs.todo}
+    kept = [
+        Chunk(chunk.group_key, chunk.index, tuple(o for o in chunk.observations if o.key in todo))
+        for chunk in chunks
+    ]
+    return [chunk for chunk in kept if chunk.observations]
 
 
 def _waiting(locked: Sequence[Group], locks: GroupLocks) -> str:
@@ -159,7 +150,7 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
         return
 
-    def interrupt(signum, frame):
+    def interrupt(signum: int, frame: FrameType | None) -> None:
         raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, interrupt)
@@ -187,11 +178,11 @@ def _signals_deferred() -> Iterator[None]:
 class _Committer:
     """Turns chunk results into store rows, one transaction per chunk, and counts them."""
 
-    def __init__(self, prepared, summary: Summary) -> None:
-        self.store = prepared.store
+    def __init__(self, plan: Plan, store: ResultsStore, summary: Summary) -> None:
+        self.store = store
         self.summary = summary
-        self.method_version = prepared.method_class.version
-        self.groups = {group.key: group for group in prepared.plan.groups}
+        self.method_version = plan.method_version
+        self.groups = {group.key: group for group in plan.groups}
         self._observations: dict[str, dict[str, Observation]] = {}
         self._counts: dict[str, list[int]] = {}
 
@@ -224,19 +215,16 @@ class _Committer:
                 self.summary.note_failure(outcome.observation, outcome.error or "")
                 counts[1] += 1
 
-    def group_line(self, group_key: str) -> str:
-        group = self.groups[group_key]
-        ok, failed = self._counts.get(group_key, [0, 0])
-        options = " ".join(f"{name}={value}" for name, value in group.significant.items())
-        described = f"{group.method} {options}".strip()
-        return f"group {group_key} ({described}): {ok} ok, {failed} failed"
+    def group_line(self, group: Group) -> str:
+        ok, failed = self._counts.get(group.key, [0, 0])
+        return f"group {group.key} ({group.describe()}): {ok} ok, {failed} failed"
 
     def task(self, numbering: ChunkTasks, chunk: Chunk) -> ChunkTask:
         group = self.groups[chunk.group_key]
         pairs = [(observation.key, observation.path) for observation in chunk.observations]
         return numbering.make(chunk.group_key, group.method, group.options, pairs)
 
-    def _record(self, group: Group, observation: Observation, outcome) -> RunRecord:
+    def _record(self, group: Group, observation: Observation, outcome: Outcome) -> RunRecord:
         return RunRecord(
             group_key=group.key,
             observation=observation.key,

@@ -12,19 +12,35 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from astra_cli.errors import UsageError
+from astra_cli.errors import UsageError, spelling
 
 BACKENDS = ("loky", "threading", "sequential", "dask")
 """loky (processes, the default); threading, for methods whose work releases the GIL;
 sequential, everything in the invoking process; dask, a dask.distributed cluster."""
 
 
+def default_jobs() -> int:
+    """Every core this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_jobs(jobs: int | None) -> int:
+    """The workers to use: as asked, or every core when not said."""
+    return jobs if jobs is not None else default_jobs()
+
+
 @dataclass(frozen=True)
 class Backend:
-    """The user's choice of backend and what it needs."""
+    """The user's choice of backend and what it needs; built once per invocation, then used
+    to size the plan's chunks and to run them."""
 
     name: str = "loky"
     jobs: int = 1
@@ -34,16 +50,31 @@ class Backend:
     """A dask scheduler file (what `dask scheduler --scheduler-file` and dask-jobqueue write)."""
 
     def __post_init__(self) -> None:
+        words = spelling()
+        backend, scheduler = words.argument("backend"), words.argument("scheduler")
+        scheduler_file = words.argument("scheduler_file")
         if self.name not in BACKENDS:
-            raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, not {self.name!r}")
+            raise UsageError(f"{backend} must be one of {', '.join(BACKENDS)}, not {self.name!r}")
         if (self.scheduler or self.scheduler_file) and self.name != "dask":
-            raise UsageError("--scheduler and --scheduler-file go with --backend dask")
+            raise UsageError(f"{scheduler} and {scheduler_file} go with {backend} dask")
         if self.scheduler and self.scheduler_file:
-            raise UsageError("give --scheduler or --scheduler-file, not both")
+            raise UsageError(f"give {scheduler} or {scheduler_file}, not both")
+
+    @classmethod
+    def chosen(
+        cls,
+        name: str = "loky",
+        jobs: int | None = None,
+        scheduler: str | None = None,
+        scheduler_file: str | os.PathLike[str] | None = None,
+    ) -> Backend:
+        """The backend as a user names it: jobs None means every core."""
+        file = os.fspath(scheduler_file) if scheduler_file is not None else None
+        return cls(name, resolve_jobs(jobs), scheduler, file)
 
 
 @contextlib.contextmanager
-def joblib_settings(backend: Backend) -> Iterator[dict]:
+def joblib_settings(backend: Backend) -> Iterator[dict[str, Any]]:
     """The keyword arguments of `joblib.parallel_config` for this backend, with any dask
     client open for as long as the context lasts."""
     if backend.name != "dask":

@@ -2,8 +2,13 @@
 
 This is the seed's scheduler. A run is (method, significant options, observation). Runs that
 share the method and its significant options form a group, which needs one model; insignificant
-options never split a group. Runs already in the store are dropped with one bulk query, and
+options never split a group. Runs already in the store are sorted out with one bulk query, and
 each group is cut into chunks so that every worker has work.
+
+The plan is the only contract between planning and running: it carries the policy that decided
+which runs are to do (`force`, `retry_failed`), the chunks the runs will be executed in, and the
+store it was made against. `classify` is the one place where a stored status decides whether a
+run is done, failed or to do; the run loop calls it again after taking a group's lock.
 
 Pure: no I/O except through the `lookup_statuses` callable it is given.
 """
@@ -11,16 +16,16 @@ Pure: no I/O except through the `lookup_statuses` callable it is given.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from astra_cli.errors import UsageError
-from astra_cli.identifiers import Observation
+from astra_cli.engine.requests import RequestSet
+from astra_cli.errors import UsageError, spelling
 from astra_cli.methods.base import Method
+from astra_cli.vocabulary import Observation
 
 CHUNKS_PER_WORKER = 4
 """Aim for this many chunks per worker: enough to even out uneven chunks, few enough that the
@@ -35,11 +40,43 @@ StatusLookup = Callable[[Sequence[str]], Mapping[str, Mapping[str, str]]]
 
 
 @dataclass(frozen=True)
-class RequestSet:
-    """Observations to analyse with one set of option values (one value per option)."""
+class RunPolicy:
+    """Which stored runs are run again."""
 
-    options: Mapping[str, Any]
-    observations: Sequence[Observation]
+    force: bool = False
+    """Every requested run, whatever the store holds."""
+    retry_failed: bool = False
+    """Runs that failed before; without it they are reported but left alone."""
+
+
+@dataclass
+class Classification:
+    """A group's requested runs sorted by what the store holds for them."""
+
+    todo: list[Observation] = field(default_factory=list)
+    done: int = 0
+    """ok in the store."""
+    failed: int = 0
+    """failed in the store, and not to be retried."""
+
+
+def classify(
+    observations: Iterable[Observation], statuses: Mapping[str, str], policy: RunPolicy
+) -> Classification:
+    """Sort runs into done, failed (left alone) and to do, by their stored status."""
+    sorted_runs = Classification()
+    if policy.force:
+        sorted_runs.todo = list(observations)
+        return sorted_runs
+    for observation in observations:
+        status = statuses.get(observation.key)
+        if status == "ok":
+            sorted_runs.done += 1
+        elif status == "failed" and not policy.retry_failed:
+            sorted_runs.failed += 1
+        else:
+            sorted_runs.todo.append(observation)
+    return sorted_runs
 
 
 @dataclass
@@ -57,6 +94,12 @@ class Group:
     already_done: int = 0
     skipped_failed: int = 0
 
+    def describe(self) -> str:
+        """`grid continuum_order=4 grid=/models/grid.fits`: the method and what sets the group
+        apart."""
+        options = " ".join(f"{name}={value}" for name, value in self.significant.items())
+        return f"{self.method} {options}".strip()
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -69,10 +112,18 @@ class Chunk:
 
 @dataclass
 class Plan:
+    """What an invocation will do, and everything the run loop needs to do it."""
+
     method: str
+    method_version: str
     groups: list[Group]
     chunks: list[Chunk]
     chunk_size: int
+    policy: RunPolicy = RunPolicy()
+    output_dir: str = ""
+    """The store the plan was made against, where its results go."""
+    bad_rows: int = 0
+    """Manifest rows left out as bad (--skip-bad-rows): the invocation cannot exit 0."""
 
     @property
     def requested(self) -> int:
@@ -93,6 +144,9 @@ class Plan:
     def group(self, key: str) -> Group:
         return next(group for group in self.groups if group.key == key)
 
+    def chunks_of(self, group_key: str) -> list[Chunk]:
+        return [chunk for chunk in self.chunks if chunk.group_key == group_key]
+
 
 def group_key(method: str, method_version: str, significant: Mapping[str, Any]) -> str:
     """A run group's stable identity: a hash of the method, its version and its significant
@@ -101,27 +155,6 @@ def group_key(method: str, method_version: str, significant: Mapping[str, Any]) 
         [method, method_version, dict(significant)], sort_keys=True, separators=(",", ":")
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def sweep(option_values: Mapping[str, Sequence[Any]], method_class: type[Method]) -> list[dict]:
-    """Every combination of the given option values: an option given several times is a sweep.
-
-    An insignificant option cannot be swept: it would not change the result, so the runs it
-    would add are the same runs.
-    """
-    for name, values in option_values.items():
-        param = method_class.params.get(name)
-        if param is not None and not param.significant and len(set(values)) > 1:
-            raise UsageError(
-                f"option {param.flag} does not change results (it is insignificant), so it "
-                "cannot be swept; give it once"
-            )
-    given = {name: list(values) for name, values in option_values.items() if values}
-    names = list(given)
-    return [
-        dict(zip(names, combination, strict=True))
-        for combination in itertools.product(*given.values())
-    ]
 
 
 def make_plan(
@@ -133,6 +166,8 @@ def make_plan(
     chunk_size: int | None = None,
     force: bool = False,
     retry_failed: bool = False,
+    output_dir: str = "",
+    bad_rows: int = 0,
 ) -> Plan:
     """Expand request sets into runs, group them, drop those done, and chunk the rest.
 
@@ -142,7 +177,10 @@ def make_plan(
         Rerun runs that failed before; without it they are reported but left alone.
     """
     if chunk_size is not None and chunk_size < 1:
-        raise UsageError(f"--chunk-size must be at least 1, not {chunk_size}")
+        raise UsageError(
+            f"{spelling().argument('chunk_size')} must be at least 1, not {chunk_size}"
+        )
+    policy = RunPolicy(force=force, retry_failed=retry_failed)
     groups: dict[str, Group] = {}
     requested: dict[str, dict[str, Observation]] = {}
     for request in request_sets:
@@ -158,20 +196,23 @@ def make_plan(
 
     stored = lookup_statuses(list(groups)) if groups and not force else {}
     for key, group in groups.items():
-        statuses = stored.get(key, {})
+        sorted_runs = classify(requested[key].values(), stored.get(key, {}), policy)
         group.requested = len(requested[key])
-        for observation_key, observation in requested[key].items():
-            status = statuses.get(observation_key)
-            if status == "ok":
-                group.already_done += 1
-            elif status == "failed" and not retry_failed:
-                group.skipped_failed += 1
-            else:
-                group.observations.append(observation)
+        group.already_done, group.skipped_failed = sorted_runs.done, sorted_runs.failed
+        group.observations = sorted_runs.todo
 
     total = sum(len(group.observations) for group in groups.values())
     size = chunk_size or automatic_chunk_size(total, jobs)
-    return Plan(method_class.name, list(groups.values()), make_chunks(groups.values(), size), size)
+    return Plan(
+        method_class.name,
+        method_class.version,
+        list(groups.values()),
+        make_chunks(groups.values(), size),
+        size,
+        policy,
+        output_dir,
+        bad_rows,
+    )
 
 
 def make_chunks(groups: Iterable[Group], size: int) -> list[Chunk]:

@@ -1,41 +1,34 @@
-"""The executor: chunks -> joblib workers -> results streamed back as chunks finish.
+"""The worker side of execution: one chunk in, its outcomes out, inside a worker process.
 
 In each worker process a small cache keyed by the group holds the loaded model, so a group's
 model is loaded at most once per worker, however many of its chunks that worker runs. An
-exception in one observation fails that run only. A worker that dies (killed by the OS, a
-segfault) fails the observation it had in hand; what it had finished is recovered from the
-chunk's journal and what it had not started is run by a new worker.
+exception in one observation fails that run only. Everything the worker does is written to the
+chunk's journal as it goes, so that if the process dies the invoking side (`pool`) can tell
+what finished, what was in hand and what never started.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
-import re
 import threading
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from astra_cli.backends import Backend, joblib_settings, worker_death_errors
-from astra_cli.journal import ChunkJournal, read_journal
+from astra_cli.engine.journal import ChunkJournal
+from astra_cli.io.spectra import SpectrumReadError
 from astra_cli.methods.base import Method
 from astra_cli.methods.registry import load_method
-from astra_cli.outcome import Outcome
-from astra_cli.spectra import SpectrumReadError
+from astra_cli.vocabulary import Outcome
 
 MODEL_CACHE_SIZE = 2
 """Models kept per worker. Chunks are handed out group by group, so a worker needs the model
 of the group it is on and, at a boundary, the one before; more would only hold memory."""
-
-MAX_FRUITLESS_RESTARTS = 2
-"""Times the worker pool may break without any run to blame (a crash outside an observation,
-say while importing a plugin) before the remaining runs are failed rather than retried."""
 
 
 @dataclass(frozen=True)
@@ -60,9 +53,6 @@ class ChunkResult:
     outcomes: list[Outcome]
     model_loaded: bool = False
     """This chunk loaded the group's model (the cache did not have it)."""
-
-
-# --- worker side ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -239,134 +229,3 @@ def describe_error(error: BaseException) -> str:
         last = frames[-1]
         message += f" (in {last.name}, {Path(last.filename).name}:{last.lineno})"
     return message
-
-
-# --- invoking-process side --------------------------------------------------------------------
-
-
-class ChunkTasks:
-    """Numbers chunk tasks and their journals for one invocation."""
-
-    def __init__(self, journal_dir: Path, invocation: str) -> None:
-        self.journal_dir = journal_dir
-        self.invocation = invocation
-        self._numbers = itertools.count()
-
-    def make(
-        self,
-        group_key: str,
-        method: str,
-        options: Mapping[str, Any],
-        observations: Sequence[tuple[str, str]],
-    ) -> ChunkTask:
-        chunk_id = f"{self.invocation}-{next(self._numbers)}"
-        journal = str(self.journal_dir / f"{chunk_id}.jsonl")
-        return ChunkTask(chunk_id, group_key, method, dict(options), tuple(observations), journal)
-
-
-def execute(
-    tasks: Sequence[ChunkTask], numbering: ChunkTasks, backend: Backend
-) -> Iterator[ChunkResult]:
-    """Run chunk tasks on a backend and yield each chunk's result as it finishes.
-
-    When a worker dies under a task (the loky pool breaks; dask gives up on a task that killed
-    its workers), the chunks that did not come back are recovered from their journals (see
-    `recover`) and the rest is resubmitted. On KeyboardInterrupt, what the journals show
-    finished is yielded before re-raising.
-    """
-    deaths = worker_death_errors(backend)
-    pending = list(tasks)
-    fruitless_restarts = 0
-    with joblib_settings(backend) as settings:
-        while pending:
-            returned: set[str] = set()
-            journals = {task.chunk_id: Path(task.journal) for task in pending}
-            try:
-                for result in _parallel(settings, pending):
-                    returned.add(result.chunk_id)
-                    journals[result.chunk_id].unlink(missing_ok=True)
-                    yield result
-                return
-            except deaths as error:
-                unfinished = [task for task in pending if task.chunk_id not in returned]
-                cause = worker_death_cause(error)
-                recovered, pending = recover(unfinished, numbering, died=cause)
-                yield from recovered
-                if any(not outcome.ok for result in recovered for outcome in result.outcomes):
-                    continue
-                fruitless_restarts += 1
-                if fruitless_restarts > MAX_FRUITLESS_RESTARTS:
-                    yield from _fail_all(pending, f"worker processes keep dying ({cause})")
-                    return
-            except GeneratorExit:
-                raise
-            except BaseException:
-                unfinished = [task for task in pending if task.chunk_id not in returned]
-                recovered, _ = recover(unfinished, numbering, died=None)
-                yield from recovered
-                raise
-
-
-def _parallel(settings: dict, tasks: Sequence[ChunkTask]) -> Iterator[ChunkResult]:
-    """Results as chunks finish, one chunk per joblib task (chunks are batches already)."""
-    from joblib import Parallel, delayed, parallel_config
-
-    with parallel_config(**settings):
-        parallel = Parallel(return_as="generator_unordered", batch_size=1)
-        yield from parallel(delayed(run_chunk)(task) for task in tasks)
-
-
-def recover(
-    tasks: Sequence[ChunkTask], numbering: ChunkTasks, *, died: str | None
-) -> tuple[list[ChunkResult], list[ChunkTask]]:
-    """What to keep and what to redo of chunks whose result never came back.
-
-    Finished runs in a journal are kept. With `died` (the pool broke): the observation in hand,
-    or every unfinished one if the model was loading, fails with that cause; observations never
-    started go into new tasks. Without it (interrupted): nothing fails; unfinished runs stay
-    pending for the next invocation.
-    """
-    results: list[ChunkResult] = []
-    retry: list[ChunkTask] = []
-    for task in tasks:
-        state = read_journal(task.journal)
-        if not state.exists:
-            retry.append(task)
-            continue
-        outcomes = list(state.finished)
-        finished = {outcome.observation for outcome in outcomes}
-        unfinished = [(key, path) for key, path in task.observations if key not in finished]
-        if died is not None:
-            now = time.time()
-            if state.loading:
-                blamed = {key for key, _ in unfinished}
-                message = f"worker process died while loading the model: {died}"
-            else:
-                blamed = set(state.in_progress)
-                message = f"worker process died while analysing this observation: {died}"
-            outcomes += [Outcome(key, None, message, now, 0.0) for key in sorted(blamed)]
-            not_started = [(key, path) for key, path in unfinished if key not in blamed]
-            if not_started:
-                retry.append(numbering.make(task.group_key, task.method, task.options, not_started))
-        results.append(ChunkResult(task.chunk_id, task.group_key, outcomes))
-        Path(task.journal).unlink(missing_ok=True)
-    return results, retry
-
-
-def worker_death_cause(error: BaseException) -> str:
-    """A short cause from joblib's message, which names the workers' exit codes (dask says
-    which task killed how many workers)."""
-    found = re.search(r"exit codes of the workers are (\{[^}]*\})", str(error))
-    codes = f"exit codes {found.group(1)}" if found else f"{type(error).__name__}: {error}"
-    return (
-        f"{codes}; killed by the OS (out of memory?) or crashed. If several workers were "
-        "busy, the others were stopped with it: rerun with --retry-failed"
-    )
-
-
-def _fail_all(tasks: Sequence[ChunkTask], message: str) -> Iterator[ChunkResult]:
-    now = time.time()
-    for task in tasks:
-        outcomes = [Outcome(key, None, message, now, 0.0) for key, _ in task.observations]
-        Path(task.journal).unlink(missing_ok=True)
-        yield ChunkResult(task.chunk_id, task.group_key, outcomes)

@@ -1,68 +1,20 @@
-"""Progress reports on long work: a live bar on a terminal, plain timestamped lines otherwise
-(cron logs, pipes), nothing when quiet. Always on stderr: stdout is for results."""
+"""Progress on the terminal and in logs: a live bar on a terminal, plain timestamped lines
+otherwise (cron logs, pipes), and `--log-file`. Always on stderr: stdout is for results."""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from astra_cli.executor import ChunkResult
-    from astra_cli.planner import Plan
-    from astra_cli.summary import Summary
+    from astra_cli.engine.planner import Plan
+    from astra_cli.engine.worker import ChunkResult
+    from astra_cli.vocabulary import Summary
 
 LINE_INTERVAL_SECONDS = 10.0
 """How often plain-line progress speaks: often enough to show life in a log, rarely enough not
 to flood it with a line per chunk."""
-
-
-class Progress(Protocol):
-    def started(self, plan: Plan) -> None: ...
-
-    def chunk_done(self, result: ChunkResult, summary: Summary) -> None: ...
-
-    def notice(self, text: str) -> None:
-        """A line worth keeping: a group finished, a lock being waited for."""
-
-    def finished(self, summary: Summary) -> None: ...
-
-
-class SilentProgress:
-    def started(self, plan: Plan) -> None:
-        pass
-
-    def chunk_done(self, result: ChunkResult, summary: Summary) -> None:
-        pass
-
-    def notice(self, text: str) -> None:
-        pass
-
-    def finished(self, summary: Summary) -> None:
-        pass
-
-
-class FanOut:
-    """Several progress reports at once: the terminal and a log file, say."""
-
-    def __init__(self, *reports: Progress) -> None:
-        self.reports = reports
-
-    def started(self, plan: Plan) -> None:
-        for report in self.reports:
-            report.started(plan)
-
-    def chunk_done(self, result: ChunkResult, summary: Summary) -> None:
-        for report in self.reports:
-            report.chunk_done(result, summary)
-
-    def notice(self, text: str) -> None:
-        for report in self.reports:
-            report.notice(text)
-
-    def finished(self, summary: Summary) -> None:
-        for report in self.reports:
-            report.finished(summary)
 
 
 def describe_summary(summary: Summary) -> str:
@@ -152,7 +104,7 @@ class LineProgress:
 class RichProgress:
     """A live progress bar on an interactive terminal."""
 
-    def __init__(self, console: object) -> None:
+    def __init__(self, console: Any) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,

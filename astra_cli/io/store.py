@@ -14,11 +14,11 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from astra_cli.errors import UsageError
+from astra_cli.errors import UsageError, spelling
+from astra_cli.vocabulary import RunRecord
 
 DEFAULT_OUTPUT_DIR = "astra-output"
 STORE_FILENAME = "astra.sqlite"
@@ -52,25 +52,6 @@ _COLUMNS = (
     "group_key", "observation", "method", "method_version", "options", "identifiers",
     "input_path", "status", "result", "error", "started_at", "duration_s", "astra_version",
 )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """One finished run, as the store keeps it."""
-
-    group_key: str
-    observation: str
-    method: str
-    method_version: str
-    options: dict[str, Any]
-    identifiers: dict[str, str] | None
-    input_path: str
-    status: str
-    result: dict[str, Any] | None
-    error: str | None
-    started_at: float | None
-    duration_s: float | None
-    astra_version: str
 
 
 class ResultsStore:
@@ -109,7 +90,7 @@ class ResultsStore:
     def _unusable(self, error: BaseException) -> UsageError:
         return UsageError(
             f"cannot open the results store {self.path}: {error} "
-            "(choose a writable directory with --output-dir)"
+            f"(choose a writable directory with {spelling().argument('output_dir')})"
         )
 
     def _migrate(self) -> None:

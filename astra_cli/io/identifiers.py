@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from astra_cli.errors import UsageError, did_you_mean
+from astra_cli.vocabulary import Observation
 
 IDENTIFIER_KEYS = (
     "release", "apred", "telescope", "field", "prefix", "obj", "apstar", "plate", "mjd", "fiber",
@@ -32,24 +33,6 @@ INTEGER_KEYS = frozenset({"mjd", "fiber"})
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 """What an identifier value may look like. Values become path components, so a slash, a
 leading dot or `..` could escape the data root: such values are refused outright."""
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One spectrum to analyse.
-
-    key
-        Its stable identity in the results store: `apStar:apred=...,obj=...,release=...` for an
-        identifier, `path:/absolute/file.fits` for a file named by path.
-    path
-        The file to read.
-    identifiers
-        The identifier's keys and values (empty for a path).
-    """
-
-    key: str
-    path: str
-    identifiers: tuple[tuple[str, str], ...] = ()
 
 
 def observation_from_path(path: str | os.PathLike[str]) -> Observation:

@@ -1,0 +1,23 @@
+"""The click classes astra's CLI builds on, imported in one place.
+
+Typer 0.29 vendors click as the private package `typer._click`; reaching into it from one
+module means a Typer release that moves them breaks this file only.
+"""
+
+from __future__ import annotations
+
+from typer._click import Context
+from typer._click.core import Command as ClickCommand
+from typer._click.exceptions import UsageError as ClickUsageError
+from typer.core import CompletionItem, TyperCommand, TyperGroup
+from typer.main import get_command
+
+__all__ = [
+    "ClickCommand",
+    "ClickUsageError",
+    "CompletionItem",
+    "Context",
+    "TyperCommand",
+    "TyperGroup",
+    "get_command",
+]

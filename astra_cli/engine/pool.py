@@ -1,0 +1,153 @@
+"""The invoking-process side of execution: chunk tasks handed to the workers of a backend, and
+results streamed back as chunks finish.
+
+A worker that dies (killed by the OS, a segfault) fails the observation it had in hand; what
+it had finished is recovered from the chunk's journal and what it had not started is run by a
+new worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from astra_cli.engine.backends import Backend, joblib_settings, worker_death_errors
+from astra_cli.engine.journal import read_journal
+from astra_cli.engine.worker import ChunkResult, ChunkTask, run_chunk
+from astra_cli.vocabulary import Outcome
+
+MAX_FRUITLESS_RESTARTS = 2
+"""Times the worker pool may break without any run to blame (a crash outside an observation,
+say while importing a plugin) before the remaining runs are failed rather than retried."""
+
+
+class ChunkTasks:
+    """Numbers chunk tasks and their journals for one invocation."""
+
+    def __init__(self, journal_dir: Path, invocation: str) -> None:
+        self.journal_dir = journal_dir
+        self.invocation = invocation
+        self._numbers = itertools.count()
+
+    def make(
+        self,
+        group_key: str,
+        method: str,
+        options: Mapping[str, Any],
+        observations: Sequence[tuple[str, str]],
+    ) -> ChunkTask:
+        chunk_id = f"{self.invocation}-{next(self._numbers)}"
+        journal = str(self.journal_dir / f"{chunk_id}.jsonl")
+        return ChunkTask(chunk_id, group_key, method, dict(options), tuple(observations), journal)
+
+
+def execute(
+    tasks: Sequence[ChunkTask], numbering: ChunkTasks, backend: Backend
+) -> Iterator[ChunkResult]:
+    """Run chunk tasks on a backend and yield each chunk's result as it finishes.
+
+    When a worker dies under a task (the loky pool breaks; dask gives up on a task that killed
+    its workers), the chunks that did not come back are recovered from their journals (see
+    `recover`) and the rest is resubmitted. On KeyboardInterrupt, what the journals show
+    finished is yielded before re-raising.
+    """
+    deaths = worker_death_errors(backend)
+    pending = list(tasks)
+    fruitless_restarts = 0
+    with joblib_settings(backend) as settings:
+        while pending:
+            returned: set[str] = set()
+            journals = {task.chunk_id: Path(task.journal) for task in pending}
+            try:
+                for result in _parallel(settings, pending):
+                    returned.add(result.chunk_id)
+                    journals[result.chunk_id].unlink(missing_ok=True)
+                    yield result
+                return
+            except deaths as error:
+                unfinished = [task for task in pending if task.chunk_id not in returned]
+                cause = worker_death_cause(error)
+                recovered, pending = recover(unfinished, numbering, died=cause)
+                yield from recovered
+                if any(not outcome.ok for result in recovered for outcome in result.outcomes):
+                    continue
+                fruitless_restarts += 1
+                if fruitless_restarts > MAX_FRUITLESS_RESTARTS:
+                    yield from _fail_all(pending, f"worker processes keep dying ({cause})")
+                    return
+            except GeneratorExit:
+                raise
+            except BaseException:
+                unfinished = [task for task in pending if task.chunk_id not in returned]
+                recovered, _ = recover(unfinished, numbering, died=None)
+                yield from recovered
+                raise
+
+
+def _parallel(settings: dict[str, Any], tasks: Sequence[ChunkTask]) -> Iterator[ChunkResult]:
+    """Results as chunks finish, one chunk per joblib task (chunks are batches already)."""
+    from joblib import Parallel, delayed, parallel_config
+
+    with parallel_config(**settings):
+        parallel = Parallel(return_as="generator_unordered", batch_size=1)
+        yield from parallel(delayed(run_chunk)(task) for task in tasks)
+
+
+def recover(
+    tasks: Sequence[ChunkTask], numbering: ChunkTasks, *, died: str | None
+) -> tuple[list[ChunkResult], list[ChunkTask]]:
+    """What to keep and what to redo of chunks whose result never came back.
+
+    Finished runs in a journal are kept. With `died` (the pool broke): the observation in hand,
+    or every unfinished one if the model was loading, fails with that cause; observations never
+    started go into new tasks. Without it (interrupted): nothing fails; unfinished runs stay
+    pending for the next invocation.
+    """
+    results: list[ChunkResult] = []
+    retry: list[ChunkTask] = []
+    for task in tasks:
+        state = read_journal(task.journal)
+        if not state.exists:
+            retry.append(task)
+            continue
+        outcomes = list(state.finished)
+        finished = {outcome.observation for outcome in outcomes}
+        unfinished = [(key, path) for key, path in task.observations if key not in finished]
+        if died is not None:
+            now = time.time()
+            if state.loading:
+                blamed = {key for key, _ in unfinished}
+                message = f"worker process died while loading the model: {died}"
+            else:
+                blamed = set(state.in_progress)
+                message = f"worker process died while analysing this observation: {died}"
+            outcomes += [Outcome(key, None, message, now, 0.0) for key in sorted(blamed)]
+            not_started = [(key, path) for key, path in unfinished if key not in blamed]
+            if not_started:
+                retry.append(numbering.make(task.group_key, task.method, task.options, not_started))
+        results.append(ChunkResult(task.chunk_id, task.group_key, outcomes))
+        Path(task.journal).unlink(missing_ok=True)
+    return results, retry
+
+
+def worker_death_cause(error: BaseException) -> str:
+    """A short cause from joblib's message, which names the workers' exit codes (dask says
+    which task killed how many workers)."""
+    found = re.search(r"exit codes of the workers are (\{[^}]*\})", str(error))
+    codes = f"exit codes {found.group(1)}" if found else f"{type(error).__name__}: {error}"
+    return (
+        f"{codes}; killed by the OS (out of memory?) or crashed. If several workers were "
+        "busy, the others were stopped with it: rerun with --retry-failed"
+    )
+
+
+def _fail_all(tasks: Sequence[ChunkTask], message: str) -> Iterator[ChunkResult]:
+    now = time.time()
+    for task in tasks:
+        outcomes = [Outcome(key, None, message, now, 0.0) for key, _ in task.observations]
+        Path(task.journal).unlink(missing_ok=True)
+        yield ChunkResult(task.chunk_id, task.group_key, outcomes)

@@ -1,0 +1,45 @@
+"""File formats by the ending of a file's name: one table for manifests, model files and
+exported tables, so that `.fits.gz` or `.ndjson` means the same thing wherever a file is named.
+
+Each reader or writer supports only some of these formats and says which when a name is not
+one of them (`unsupported`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+EXTENSIONS: dict[str, str] = {
+    ".txt": "text", ".lst": "text",
+    ".csv": "csv", ".tsv": "tsv", ".ecsv": "ecsv",
+    ".fits": "fits", ".fit": "fits", ".fts": "fits", ".fits.gz": "fits", ".fit.gz": "fits",
+    ".jsonl": "jsonl", ".ndjson": "jsonl",
+    ".npz": "npz",
+    ".pkl": "pickle", ".pickle": "pickle", ".pck": "pickle", ".joblib": "pickle",
+}  # fmt: skip
+"""File-name ending (lower case) -> format name."""
+
+_LONGEST_FIRST = sorted(EXTENSIONS, key=len, reverse=True)
+
+
+def format_of(name: str) -> str | None:
+    """The format a file's name ends in (case-insensitive), or None."""
+    lowered = name.lower()
+    for extension in _LONGEST_FIRST:
+        if lowered.endswith(extension):
+            return EXTENSIONS[extension]
+    return None
+
+
+def extensions_of(formats: Sequence[str]) -> list[str]:
+    """The endings that name any of these formats, in the table's order."""
+    return [extension for extension, found in EXTENSIONS.items() if found in formats]
+
+
+def unsupported(name: str, what: str, formats: Sequence[str]) -> str:
+    """Why a file's name does not say a format `what` can be read or written in: the formats
+    available and the endings that name them."""
+    return (
+        f"{name}: cannot tell the format of {what} from its name; the formats are "
+        f"{', '.join(formats)} ({', '.join(extensions_of(formats))})"
+    )
