@@ -13,6 +13,7 @@ import numpy as np
 from astra_cli.errors import UsageError
 from astra_cli.io.identifiers import IdentifierResolver
 from astra_cli.methods.base import Param
+from astra_cli.science.cannon import CannonModel
 
 MIN_TRAINING_SPECTRA = 20
 
@@ -68,7 +69,9 @@ def read_labelled(
     return LabelledSpectra(paths, np.array(labels, dtype=float), tuple(label_names))
 
 
-def train_cannon(training: LabelledSpectra, output: str | Path, *, continuum_order: int = 4):
+def train_cannon(
+    training: LabelledSpectra, output: str | Path, *, continuum_order: int = 4
+) -> CannonModel:
     """Read and normalise the spectra, train the Cannon, write the model to `output`."""
     from astra_cli.io.spectra import SpectrumReadError, read_spectrum
     from astra_cli.science import cannon

@@ -18,6 +18,7 @@ import typer
 PROG_NAME = "astra"
 COMPLETE_VAR = "_ASTRA_COMPLETE"
 SHELLS = ("bash", "zsh", "fish")
+Shell = Literal["bash", "zsh", "fish"]
 
 INSTALL = """\
 [bold]Install[/]
@@ -51,7 +52,7 @@ def completion_script(shell: str) -> str:
 
 def completion_command(
     shell: Annotated[
-        Literal[SHELLS],
+        Shell,
         typer.Argument(help="The shell to print the script for.", metavar="SHELL"),
     ],
 ) -> None:

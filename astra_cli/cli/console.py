@@ -6,11 +6,14 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @functools.cache
-def stderr_console():
+def stderr_console() -> Console:
     """A rich console on stderr; rich itself turns colour and animation off when stderr is not
     a terminal or NO_COLOR is set."""
     from rich.console import Console

@@ -4,13 +4,17 @@ method and compare what they recover with the truth."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from astra_cli.cli.console import print_json, stderr_console
 from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.options import Jobs, Json, Verbose
+
+if TYPE_CHECKING:
+    from astra_cli.demo.dataset import DemoFiles
+    from astra_cli.demo.report import Accuracy
 
 DEFAULT_DIRECTORY = Path("astra-demo")
 
@@ -73,7 +77,7 @@ def demo_command(
         raise typer.Exit(1)
 
 
-def _render_accuracy(rows) -> None:
+def _render_accuracy(rows: list[Accuracy]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -88,7 +92,7 @@ def _render_accuracy(rows) -> None:
     Console().print(table)
 
 
-def _next_steps(files) -> str:
+def _next_steps(files: DemoFiles) -> str:
     """The commands a new user runs next, with this data set's paths filled in."""
     root, models, out = files.data_root, files.grid_fits.parent, files.directory / "astra-output"
     common = f"--data-root {root} -o {out}"

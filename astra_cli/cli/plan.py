@@ -32,7 +32,7 @@ def plan_action(method_class: type[Method], invocation: Invocation) -> None:
 
 
 def plan_as_dict(plan: Plan) -> dict[str, Any]:
-    sizes = {}
+    sizes: dict[str, list[int]] = {}
     for chunk in plan.chunks:
         sizes.setdefault(chunk.group_key, []).append(len(chunk.observations))
     return {

@@ -125,7 +125,7 @@ class RichProgress:
             console=console,
             transient=True,
         )
-        self._task = None
+        self._task: Any = None
 
     def started(self, plan: Plan) -> None:
         self._console.print(describe_plan(plan))

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
 from astra_cli.cli.console import stderr_console
 from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.options import StoreDir, Verbose
-from astra_cli.io.export import FORMATS, STATUSES
+from astra_cli.io.export import ExportedStatus, ExportFormat
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR, STORE_FILENAME
 
 
@@ -40,13 +40,13 @@ def results_command(
         ),
     ] = None,
     file_format: Annotated[
-        Literal[FORMATS] | None,
+        ExportFormat | None,
         typer.Option(
             "--format", show_default=False, help="Table format. Default: from --out, else fits."
         ),
     ] = None,
     status: Annotated[
-        Literal[STATUSES], typer.Option("--status", help="Which runs to export.")
+        ExportedStatus, typer.Option("--status", help="Which runs to export.")
     ] = "ok",
     group: Annotated[
         str | None, typer.Option("--group", metavar="KEY", help="Only this group (see astra plan).")

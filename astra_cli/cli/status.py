@@ -64,7 +64,7 @@ def status_as_dict(plan: Plan, output_dir: str) -> dict[str, Any]:
         }
         for group in plan.groups
     ]
-    totals = {name: sum(group[name] for group in groups) for name in ("done", "failed", "pending")}
+    totals = {"done": plan.already_done, "failed": plan.skipped_failed, "pending": plan.to_run}
     return {
         "method": plan.method,
         "output_dir": output_dir,

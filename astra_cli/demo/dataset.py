@@ -19,6 +19,7 @@ Labels of test stars fall between grid nodes across the grid's interior.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,7 +156,8 @@ def write_demo(directory: str | Path, config: DemoConfig = DemoConfig()) -> Demo
             {"path": str(path), **dict(zip(LABEL_NAMES, map(float, star_labels), strict=True))}
         )
 
-    training = LabelledSpectra([row["path"] for row in training_rows], training_labels, LABEL_NAMES)
+    training_paths = [str(row["path"]) for row in training_rows]
+    training = LabelledSpectra(training_paths, training_labels, LABEL_NAMES)
     train_cannon(training, files.cannon_model)
     _write_csv(files.stars_manifest, files.stars)
     _write_csv(files.visits_manifest, files.visits)
@@ -173,7 +175,14 @@ def model_grid(wavelength: np.ndarray) -> ModelGrid:
     return ModelGrid(LABEL_NAMES, llimits, steps, flux, APSTAR_CRVAL1, APSTAR_CDELT1, True)
 
 
-def write_apstar(path: Path, labels, snr: float, rng, obj: str, velocity: float) -> None:
+def write_apstar(
+    path: Path,
+    labels: np.ndarray,
+    snr: float,
+    rng: np.random.Generator,
+    obj: str,
+    velocity: float,
+) -> None:
     """An apStar file: rest frame, one visit (a single row), flux/error/mask in HDUs 1-3."""
     from astropy.io import fits
 
@@ -204,7 +213,14 @@ def write_apstar(path: Path, labels, snr: float, rng, obj: str, velocity: float)
     fits.HDUList(hdus).writeto(path, overwrite=True)
 
 
-def write_apvisit(path: Path, labels, velocity: float, snr: float, rng, obj: str) -> None:
+def write_apvisit(
+    path: Path,
+    labels: np.ndarray,
+    velocity: float,
+    snr: float,
+    rng: np.random.Generator,
+    obj: str,
+) -> None:
     """An apVisit file: 3 chips x 4096 pixels, wavelength decreasing along each row (red chip
     first), observed frame."""
     from astropy.io import fits
@@ -231,7 +247,13 @@ def write_apvisit(path: Path, labels, velocity: float, snr: float, rng, obj: str
     fits.HDUList(hdus).writeto(path, overwrite=True)
 
 
-def _observe(observed, rest, labels, snr, rng):
+def _observe(
+    observed: np.ndarray,
+    rest: np.ndarray,
+    labels: np.ndarray,
+    snr: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Flux, error and mask of a star seen at `observed` wavelengths (rest-frame `rest`):
     lines x a smooth continuum that differs per chip, Gaussian noise at `snr`, a few bad pixels
     (flagged BADPIX, with garbage flux) and nothing in the chip gaps."""
@@ -240,7 +262,7 @@ def _observe(observed, rest, labels, snr, rng):
     tilt = rng.normal(0.0, 0.1)
     throughput = np.array([0.9, 1.0, 1.08, 0.0])[chips]
     continuum = 800.0 * throughput * (1.0 + tilt * x + 0.08 * x**2)
-    flux = normalised_flux(rest, [labels])[0] * continuum
+    flux = normalised_flux(rest, np.atleast_2d(labels))[0] * continuum
     error = np.where(chips >= 0, continuum / snr, 0.0)
     flux += rng.normal(size=flux.size) * error
     mask = np.zeros(flux.size, dtype=np.int16)
@@ -250,11 +272,13 @@ def _observe(observed, rest, labels, snr, rng):
     return flux, error, mask
 
 
-def _draw_labels(rng, ranges, count: int) -> np.ndarray:
+def _draw_labels(
+    rng: np.random.Generator, ranges: Sequence[tuple[float, float]], count: int
+) -> np.ndarray:
     return np.column_stack([rng.uniform(low, high, count) for low, high in ranges])
 
 
-def _identifier(index: int, rng) -> dict[str, str]:
+def _identifier(index: int, rng: np.random.Generator) -> dict[str, str]:
     ra, dec = rng.uniform(0, 24), rng.uniform(-30, 80)
     hours, minutes, seconds = int(ra), int(ra * 60) % 60, (ra * 3600) % 60
     sign = "+" if dec >= 0 else "-"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,14 +44,14 @@ def analyse_demo(
     output_dir: Path,
     *,
     jobs: int | None = None,
-    progress_factory=None,
+    progress_factory: Callable[[], Progress] | None = None,
 ) -> tuple[list[Summary], list[Accuracy]]:
     """Run snr, grid, cannon and rv on the demo files; return their summaries and accuracy."""
     from astra_cli.api import run
 
     stars = [{key: row[key] for key in STAR_KEYS} for row in files.stars]
     visits = [{key: row[key] for key in VISIT_KEYS} for row in files.visits]
-    runs = [
+    runs: list[tuple[str, list[dict[str, str]], dict[str, Any]]] = [
         ("snr", stars, {}),
         ("grid", stars, {"grid": files.grid_fits}),
         ("cannon", stars, {"model": files.cannon_model}),
@@ -73,7 +75,9 @@ def accuracy(files: DemoFiles, output_dir: Path) -> list[Accuracy]:
     rows = []
     with ResultsStore(output_dir) as store:
         for method, targets in TARGETS.items():
-            found = {r.input_path: r.result for r in store.records(method=method, status="ok")}
+            found = {
+                r.input_path: r.result or {} for r in store.records(method=method, status="ok")
+            }
             truth_rows, paths = (
                 (files.visits, path_of_visit) if method == "rv" else (files.stars, path_of_star)
             )

@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from astra_cli.errors import UsageError
 from astra_cli.io.formats import format_of as format_of_name
@@ -22,8 +22,10 @@ from astra_cli.io.identifiers import IDENTIFIER_KEYS
 from astra_cli.version import __version__
 from astra_cli.vocabulary import RunRecord
 
-FORMATS = ("fits", "ecsv", "csv")
-STATUSES = ("ok", "failed", "all")
+ExportFormat = Literal["fits", "ecsv", "csv"]
+FORMATS: tuple[str, ...] = get_args(ExportFormat)
+ExportedStatus = Literal["ok", "failed", "all"]
+STATUSES: tuple[str, ...] = get_args(ExportedStatus)
 
 
 def format_of(destination: str | None) -> str | None:
@@ -39,7 +41,7 @@ def results_table(
     *,
     method: str,
     latest_per_observation: bool = False,
-):
+) -> Any:
     """An astropy Table of run records."""
     from astropy.table import MaskedColumn, Table
 
@@ -89,7 +91,7 @@ _FIXED = {
 }  # fmt: skip
 
 
-def write_table(table, destination: str, file_format: str) -> None:
+def write_table(table: Any, destination: str, file_format: str) -> None:
     """Write to a file, or to standard output when `destination` is '-'."""
     if file_format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {file_format!r}")
@@ -108,7 +110,7 @@ def write_table(table, destination: str, file_format: str) -> None:
     table.write(destination, format=astropy_format, overwrite=True)
 
 
-def _write_fits(table, destination: str) -> None:
+def _write_fits(table: Any, destination: str) -> None:
     from astropy.io import fits
 
     hdu = fits.table_to_hdu(_upper_case(table))
@@ -130,18 +132,20 @@ def _write_fits(table, destination: str) -> None:
     hdus.writeto(destination, overwrite=True)
 
 
-def _upper_case(table):
+def _upper_case(table: Any) -> Any:
     renamed = table.copy(copy_data=False)
     renamed.meta.clear()  # the header says it, in FITS keywords
     renamed.rename_columns(renamed.colnames, [name.upper() for name in renamed.colnames])
     return renamed
 
 
-def _column(column_class, values: Sequence[Any]):
+def _column(column_class: Any, values: Sequence[Any]) -> Any:
     """A typed column with masked gaps: bool, int64, float64 or str by what the values are."""
     import numpy as np
 
     present = [value for value in values if value is not None]
+    dtype: Any
+    fill: Any
     if all(isinstance(value, bool) for value in present):
         dtype, fill = bool, False
     elif all(isinstance(value, int) and not isinstance(value, bool) for value in present):

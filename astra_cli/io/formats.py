@@ -1,8 +1,8 @@
 """File formats by the ending of a file's name: one table for manifests, model files and
 exported tables, so that `.fits.gz` or `.ndjson` means the same thing wherever a file is named.
 
-Each reader or writer supports only some of these formats and says which when a name is not
-one of them (`unsupported`).
+Each reader or writer supports only some of these formats, and says which (with
+`extensions_of`) when a name is not one of them.
 """
 
 from __future__ import annotations
@@ -34,12 +34,3 @@ def format_of(name: str) -> str | None:
 def extensions_of(formats: Sequence[str]) -> list[str]:
     """The endings that name any of these formats, in the table's order."""
     return [extension for extension, found in EXTENSIONS.items() if found in formats]
-
-
-def unsupported(name: str, what: str, formats: Sequence[str]) -> str:
-    """Why a file's name does not say a format `what` can be read or written in: the formats
-    available and the endings that name them."""
-    return (
-        f"{name}: cannot tell the format of {what} from its name; the formats are "
-        f"{', '.join(formats)} ({', '.join(extensions_of(formats))})"
-    )

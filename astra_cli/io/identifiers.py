@@ -14,9 +14,10 @@ import functools
 import os
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from astra_cli.errors import UsageError, did_you_mean
 from astra_cli.vocabulary import Observation
@@ -164,7 +165,7 @@ class _Template:
 
     pattern: str
     keys: tuple[str, ...]
-    sdss_path: object | None
+    sdss_path: Any
     """The sdss-access Path, kept only when the template calls one of its special functions
     (`@healpixgrp|` in SDSS-V releases), which only sdss-access can evaluate."""
 
@@ -268,7 +269,7 @@ def _release_order(name: str) -> tuple[int, str]:
 
 
 @contextmanager
-def _sas_base_dir(data_root: str | None):
+def _sas_base_dir(data_root: str | None) -> Iterator[None]:
     """Point sdss-access at `data_root` while it plants its tree, then restore the caller's
     environment (the tree writes its variables into os.environ)."""
     saved = dict(os.environ)

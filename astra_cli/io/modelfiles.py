@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from astra_cli.errors import UsageError
+from astra_cli.io.formats import format_of
 
-PICKLE_SUFFIXES = (".pkl", ".pickle", ".pck", ".joblib")
-FITS_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz", ".fts")
 _PICKLE_MAGIC = b"\x80"  # protocol 2+ pickles start with PROTO (0x80)
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -27,19 +26,19 @@ class ModelFileError(UsageError):
 def file_kind(path: str | Path) -> str:
     """'fits', 'npz' or 'text', from the name and the first bytes; refuses pickles."""
     path = Path(path)
-    name = path.name.lower()
+    named = format_of(path.name)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
     with open(path, "rb") as handle:
         head = handle.read(8)
-    if name.endswith(PICKLE_SUFFIXES) or head.startswith(_PICKLE_MAGIC):
+    if named == "pickle" or head.startswith(_PICKLE_MAGIC):
         raise ModelFileError(
             f"{path} is a pickle; astra never unpickles model files, because loading a pickle "
             "runs code from it. Save the model as FITS or as .npz of plain arrays."
         )
-    if name.endswith(FITS_SUFFIXES) or head.startswith(b"SIMPLE"):
+    if named == "fits" or head.startswith(b"SIMPLE"):
         return "fits"
-    if name.endswith(".npz") or head.startswith(_ZIP_MAGIC):
+    if named == "npz" or head.startswith(_ZIP_MAGIC):
         return "npz"
     return "text"
 

@@ -8,6 +8,7 @@ nothing of the file layouts.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,7 +79,7 @@ def read_spectrum(path: str | Path) -> Spectrum:
         raise SpectrumReadError(f"cannot read {path}: {type(error).__name__}: {error}") from error
 
 
-def _choose_reader(path: Path, hdus: fits.HDUList):
+def _choose_reader(path: Path, hdus: fits.HDUList) -> Callable[[fits.HDUList, str], Spectrum]:
     if path.name.startswith(("apStar", "asStar")):
         return _read_apstar
     if path.name.startswith(("apVisit", "asVisit")):
@@ -133,7 +134,15 @@ def _first_row(data: Any, path: str, index: int) -> np.ndarray:
     return array[0] if array.ndim == 2 else array.ravel()
 
 
-def _spectrum(wavelength, flux, error, mask, header, path: str, kind: str) -> Spectrum:
+def _spectrum(
+    wavelength: np.ndarray,
+    flux: np.ndarray,
+    error: np.ndarray,
+    mask: np.ndarray,
+    header: Any,
+    path: str,
+    kind: str,
+) -> Spectrum:
     import numpy as np
 
     flux = np.asarray(flux, dtype=np.float64)

@@ -25,11 +25,12 @@ Example::
 
 from __future__ import annotations
 
+import builtins
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from astra_cli.errors import UsageError, did_you_mean, spelling
 
@@ -83,8 +84,27 @@ class Param:
         if self.type not in _SCALAR_TYPES:
             raise TypeError(f"Param type must be one of {_SCALAR_TYPES}, not {self.type!r}")
 
-    def __set_name__(self, owner: type, name: str) -> None:
+    def __set_name__(self, owner: builtins.type, name: str) -> None:
         object.__setattr__(self, "name", name)
+
+    @overload
+    def __get__(self, instance: None, owner: builtins.type) -> Param: ...
+
+    @overload
+    def __get__(self, instance: object, owner: builtins.type) -> Any: ...
+
+    def __get__(self, instance: object | None, owner: builtins.type) -> Any:
+        """On the class, the declaration; on an instance, its value (set by Method.__init__,
+        which shadows this descriptor), so that type checkers read `self.order` as a value."""
+        if instance is None:
+            return self
+        raise AttributeError(f"option {self.name!r} has no value on {instance!r}")
+
+    @property
+    def value_type(self) -> builtins.type:
+        """The type of the option's values (inferred from the default when not given)."""
+        assert self.type is not None  # set in __post_init__
+        return self.type
 
     @property
     def required(self) -> bool:
@@ -98,8 +118,7 @@ class Param:
     @property
     def metavar(self) -> str:
         """What its value is, in help and errors: PATH, INT, FLOAT, STR, BOOL."""
-        assert self.type is not None  # set in __post_init__
-        return "PATH" if self.type is Path else self.type.__name__.upper()
+        return "PATH" if self.type is Path else self.value_type.__name__.upper()
 
     def coerce(self, value: Any) -> Any:
         """Convert a value (often a string from a command line or manifest) to this type.
@@ -107,7 +126,7 @@ class Param:
         Returns JSON-friendly values (paths become absolute strings) because option values
         are hashed into group keys and stored in the results store.
         """
-        kind = self.type
+        kind = self.value_type
         try:
             if kind is bool:
                 converted: Any = _parse_bool(value)

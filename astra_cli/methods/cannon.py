@@ -10,6 +10,8 @@ from astra_cli.methods.base import Method, Param
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    import numpy as np
+
     from astra_cli.io.spectra import Spectrum
 
 
@@ -41,7 +43,9 @@ class Cannon(Method):
         return fit(model, flux, ivar)
 
 
-def normalised_on_model_grid(model: Any, spectra: Sequence[Spectrum]):
+def normalised_on_model_grid(
+    model: Any, spectra: Sequence[Spectrum]
+) -> tuple[np.ndarray, np.ndarray]:
     """Continuum-normalised flux and ivar (B, P) of spectra on the model's wavelengths."""
     import numpy as np
 

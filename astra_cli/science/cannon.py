@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -181,14 +182,16 @@ def fit(model: CannonModel, flux: np.ndarray, ivar: np.ndarray) -> list[dict[str
     return results
 
 
-def _residual_and_jacobian(theta, y, scaled):
+def _residual_and_jacobian(
+    theta: np.ndarray, y: np.ndarray, scaled: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     terms = vectorize(scaled)
     residual = y - terms @ theta.T
     jacobian = np.einsum("pt,btd->bpd", theta, vectorize_derivative(scaled))
     return residual, jacobian
 
 
-def _initial_labels(theta, y, weight, dims) -> np.ndarray:
+def _initial_labels(theta: np.ndarray, y: np.ndarray, weight: np.ndarray, dims: int) -> np.ndarray:
     """A first guess: solve for all the quadratic terms linearly, keep the linear ones."""
     normal = np.einsum("pt,bp,pu->btu", theta, weight, theta)
     rhs = np.einsum("pt,bp->bt", theta, weight * y)
@@ -256,12 +259,12 @@ def check_cannon(path: str | Path) -> None:
     _check_header(headers[0], path)
 
 
-def _optional_array(header, prefix: str, count: int) -> np.ndarray | None:
+def _optional_array(header: Any, prefix: str, count: int) -> np.ndarray | None:
     keys = [f"{prefix}{i}" for i in range(1, count + 1)]
     return np.array([float(header[key]) for key in keys]) if keys[0] in header else None
 
 
-def _check_header(header, path) -> None:
+def _check_header(header: Any, path: str | Path) -> None:
     if "ASTRACNN" not in header:
         raise ModelFileError(
             f"{path} is not an astra Cannon model (no ASTRACNN keyword); train one with "

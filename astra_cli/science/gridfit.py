@@ -44,7 +44,9 @@ class PreparedGrid:
         return cls(grid, nodes, nodes**2, grid.node_labels())
 
 
-def resample(wavelength, flux, ivar, target):
+def resample(
+    wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray, target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Linear interpolation of a spectrum onto `target` wavelengths; pixels outside, or next to
     a pixel without information, get ivar 0."""
     flux_on = np.interp(target, wavelength, flux, left=0.0, right=0.0)
@@ -79,8 +81,12 @@ def fit_batch(
         best = _best_nodes(prepared, y, w)
 
     starts = prepared.node_labels[best]
-    refined = [_refine(grid, y[i], w[i], starts[i]) for i in range(len(flux))]
-    return [_result(grid, *refined[i], y[i], w[i], flux[i], ivar[i]) for i in range(len(flux))]
+    results = []
+    for i in range(len(flux)):
+        labels, model, covariance, converged = _refine(grid, y[i], w[i], starts[i])
+        fit = _result(grid, labels, model, covariance, converged, y[i], w[i], flux[i], ivar[i])
+        results.append(fit)
+    return results
 
 
 def _best_nodes(prepared: PreparedGrid, y: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -91,7 +97,9 @@ def _best_nodes(prepared: PreparedGrid, y: np.ndarray, w: np.ndarray) -> np.ndar
     return np.argmin(chi2, axis=1)
 
 
-def _refine(grid: ModelGrid, y: np.ndarray, w: np.ndarray, start: np.ndarray):
+def _refine(
+    grid: ModelGrid, y: np.ndarray, w: np.ndarray, start: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """Levenberg-Marquardt over the interpolated grid, within its limits."""
     lower, upper = grid.llimits, grid.upper
     labels = np.clip(np.asarray(start, dtype=float), lower, upper)
@@ -131,7 +139,17 @@ def _refine(grid: ModelGrid, y: np.ndarray, w: np.ndarray, start: np.ndarray):
     return labels, model, covariance, converged
 
 
-def _result(grid, labels, model, covariance, converged, y, w, flux, ivar) -> dict:
+def _result(
+    grid: ModelGrid,
+    labels: np.ndarray,
+    model: np.ndarray,
+    covariance: np.ndarray,
+    converged: bool,
+    y: np.ndarray,
+    w: np.ndarray,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+) -> dict[str, float | int]:
     used = w > 0
     n_pixels = int(used.sum())
     chi2 = float(np.sum(w * (y - model) ** 2))

@@ -25,6 +25,7 @@ import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -211,7 +212,9 @@ def _read_fits_grid(path: str | Path) -> ModelGrid:
     )  # fmt: skip
 
 
-def _labels_from_header(header, path) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, tuple]:
+def _labels_from_header(
+    header: Any, path: str | Path
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, tuple[int, ...]]:
     if "ASTRAGRD" not in header or "NLABELS" not in header:
         raise ModelFileError(
             f"{path} is not an astra model grid (no ASTRAGRD/NLABELS keywords; the format is "
@@ -238,7 +241,7 @@ def _read_ferre_head(path: str | Path) -> str:
 _NAMELIST_ITEM = re.compile(r"^\s*([A-Z_0-9()]+)\s*=\s*(.*?)\s*$", re.IGNORECASE)
 
 
-def _ferre_header(text: str, path) -> dict[str, str]:
+def _ferre_header(text: str, path: str | Path) -> dict[str, str]:
     if "&SYNTH" not in text.upper():
         raise ModelFileError(f"{path} is neither FITS, .npz nor a FERRE grid (no &SYNTH header)")
     items = {}
@@ -279,7 +282,7 @@ def _read_ferre_grid(path: str | Path) -> ModelGrid:
     )
 
 
-def _grid_from_arrays(path, arrays: dict) -> ModelGrid:
+def _grid_from_arrays(path: str | Path, arrays: dict[str, Any]) -> ModelGrid:
     wave = np.asarray(arrays["wave"], dtype=float)
     return ModelGrid(
         tuple(str(name).lower() for name in arrays["labels"]),

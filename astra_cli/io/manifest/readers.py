@@ -34,7 +34,7 @@ from typing import Any, BinaryIO, TextIO
 
 from astra_cli.errors import UsageError
 
-Cells = Sequence[Any]
+Cells = tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
