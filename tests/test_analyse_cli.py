@@ -230,10 +230,13 @@ def test_vectorised_batch_falls_back_so_one_bad_spectrum_fails_alone(with_plugin
 def test_batched_method_gets_whole_chunks(with_plugin, tmp_path):
     paths = write_apstars(tmp_path / "data", 6)
 
+    log = tmp_path / "batches.log"
+
     result = invoke(
         "analyse", "vectorised", *paths, "--backend", "sequential", "--chunk-size", "3",
-        "-o", tmp_path / "out",
+        "--batch-log", log, "-o", tmp_path / "out",
     )  # fmt: skip
 
     assert result.exit_code == 0, result.output
-    assert [r.result["batch_size"] for r in stored(tmp_path / "out")] == [3] * 6
+    assert log.read_text().split() == ["3", "3"]
+    assert len(stored(tmp_path / "out", "ok")) == 6

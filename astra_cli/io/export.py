@@ -19,7 +19,6 @@ from typing import Any, Literal, get_args
 from astra_cli.errors import UsageError
 from astra_cli.io.formats import format_of as format_of_name
 from astra_cli.io.identifiers import IDENTIFIER_KEYS
-from astra_cli.version import __version__
 from astra_cli.vocabulary import RunRecord
 
 ExportFormat = Literal["fits", "ecsv", "csv"]
@@ -44,6 +43,8 @@ def results_table(
 ) -> Any:
     """An astropy Table of run records."""
     from astropy.table import MaskedColumn, Table
+
+    from astra_cli.version import __version__  # package metadata: not at start-up
 
     rows = list(records)
     if latest_per_observation:
@@ -117,7 +118,7 @@ def _write_fits(table: Any, destination: str) -> None:
     hdu.name = "RESULTS"
     primary = fits.PrimaryHDU()
     header = primary.header
-    header["ASTRAVER"] = (__version__, "astra version that wrote this table")
+    header["ASTRAVER"] = (table.meta["astra_version"], "astra version that wrote this table")
     header["METHOD"] = table.meta["method"]
     header["CREATED"] = table.meta["created"]
     header["NGROUPS"] = (len(table.meta["groups"]), "groups (option sets) in the table")
