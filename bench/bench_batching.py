@@ -12,7 +12,7 @@ one option value (1 group: `--continuum-order 4`) and once with two (2 groups: `
     output directory; a sample of --sample observations is timed one after another and the mean
     is scaled to N;
 (c) the floor: one Python loop in this process that, per group, loads the model once
-    (`PreparedGrid.from_grid(read_grid(...))`, what `Grid.load_model` does) and reads every
+    (`Grid.load_model`) and reads every
     spectrum with `read_spectrum` and fits it with `Grid.analyse_batch` (which calls `fit_batch`)
     in chunks of the size the planner picks for that many runs and jobs; its time divided by the
     number of cores. Imports and a warm-up fit are outside the timing.
@@ -61,10 +61,9 @@ from installed import astra_executable  # noqa: E402
 
 from astra_cli.demo.dataset import INTERIOR, model_grid, write_apstar  # noqa: E402
 from astra_cli.engine.planner import automatic_chunk_size  # noqa: E402
+from astra_cli.io.grids import write_grid  # noqa: E402
 from astra_cli.io.spectra import read_spectrum  # noqa: E402
 from astra_cli.methods.grid import Grid  # noqa: E402
-from astra_cli.science.gridfit import PreparedGrid  # noqa: E402
-from astra_cli.science.grids import read_grid, write_fits_grid  # noqa: E402
 from astra_cli.science.wavelength import apstar_wavelength  # noqa: E402
 
 TARGET_B_OVER_A = 50.0
@@ -106,7 +105,7 @@ def write_dataset(directory: Path, n: int, snr: float, seed: int) -> Dataset:
             return _dataset(directory, grid, paths[:n])
     clock = time.perf_counter()
     grid.parent.mkdir(parents=True, exist_ok=True)
-    write_fits_grid(model_grid(apstar_wavelength()), grid)
+    write_grid(model_grid(apstar_wavelength()), grid, "astra")
     rng = np.random.default_rng(seed)
     labels = np.column_stack([rng.uniform(low, high, n) for low, high in INTERIOR])
     paths = []
@@ -201,7 +200,7 @@ def floor(data: Dataset, orders: list[int], chunk: int) -> float:
     clock = time.perf_counter()
     for order in orders:
         method = Grid(grid=data.grid, continuum_order=order)
-        model = PreparedGrid.from_grid(read_grid(data.grid))
+        model = method.load_model()
         for start in range(0, len(data.paths), chunk):
             spectra = [read_spectrum(path) for path in data.paths[start : start + chunk]]
             results = method.analyse_batch(model, spectra)
@@ -257,7 +256,7 @@ def run_part(manifest: str, grid: str, n: str, jobs: str, chunk: str, *rest: str
 
 def warm_up(data: Dataset) -> None:
     """Imports (astropy's FITS reader is imported on first use) and BLAS, outside the timing."""
-    model = PreparedGrid.from_grid(read_grid(data.grid))
+    model = Grid(grid=data.grid).load_model()
     Grid(grid=data.grid).analyse_batch(model, [read_spectrum(data.paths[0])])
 
 

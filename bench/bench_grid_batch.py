@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 from astra_cli.demo.dataset import INTERIOR, model_grid  # noqa: E402
 from astra_cli.demo.synthesis import normalised_flux  # noqa: E402
 from astra_cli.science.gridfit import PreparedGrid, fit_batch  # noqa: E402
+from astra_cli.science.grids import ModelGrid  # noqa: E402
 from astra_cli.science.wavelength import apstar_wavelength, chip_index  # noqa: E402
 
 
@@ -47,8 +48,8 @@ def main() -> None:
 
     wavelength = apstar_wavelength()
     start = time.perf_counter()
-    prepared = PreparedGrid.from_grid(model_grid(wavelength))
-    print(f"grid: {prepared.nodes.shape[0]} nodes x {prepared.nodes.shape[1]} pixels, "
+    prepared = PreparedGrid.from_grid(ModelGrid.from_data(model_grid(wavelength)))
+    print(f"grid: {prepared.grid.n_nodes} nodes x {prepared.grid.npix} pixels, "
           f"built in {time.perf_counter() - start:.1f} s")  # fmt: skip
     wavelength, _, flux, ivar = spectra(args.batch, args.snr, seed=1)
 

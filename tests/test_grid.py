@@ -22,8 +22,8 @@ import astra_cli
 from astra_cli.cli.app import app
 from astra_cli.demo.dataset import write_apstar
 from astra_cli.demo.report import TARGETS
+from astra_cli.io.grids import read_grid
 from astra_cli.io.store import ResultsStore
-from astra_cli.science.grids import read_grid
 
 LABELS = ("teff", "logg", "m_h")
 COLUMNS = {
@@ -74,7 +74,7 @@ def test_grid_recovers_labels_between_nodes_within_the_targets(demo_files, fits_
 def test_columns_are_named_after_the_grid_labels_and_interior_stars_are_not_flagged(
     demo_files, fits_results
 ):
-    assert read_grid(demo_files.grid_fits).labels == LABELS
+    assert read_grid(demo_files.grid_fits).columns == LABELS
     for result in fits_results.values():
         assert set(result) == COLUMNS
         assert result["flags"] == 0
@@ -101,14 +101,14 @@ def test_ferre_grid_reads_back_equal_to_the_fits_grid(demo_files):
     fits_grid = read_grid(demo_files.grid_fits)
     ferre_grid = read_grid(demo_files.grid_ferre)
 
-    assert ferre_grid.labels == fits_grid.labels == LABELS
+    assert ferre_grid.columns == fits_grid.columns == LABELS
     assert ferre_grid.shape == fits_grid.shape == (11, 9, 9)
-    assert ferre_grid.logw == fits_grid.logw
+    assert ferre_grid.sections == fits_grid.sections and ferre_grid.vacuum is fits_grid.vacuum
     np.testing.assert_allclose(ferre_grid.llimits, fits_grid.llimits, rtol=1e-12)
     np.testing.assert_allclose(ferre_grid.steps, fits_grid.steps, rtol=1e-12)
-    np.testing.assert_allclose(ferre_grid.wavelength, fits_grid.wavelength, rtol=1e-9)
-    np.testing.assert_allclose(ferre_grid.flux, fits_grid.flux, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(fits_grid.flux[0, 0, 0], fits_grid.flux[-1, -1, -1]), "a real grid"
+    np.testing.assert_allclose(ferre_grid.wavelength(), fits_grid.wavelength(), rtol=1e-9)
+    np.testing.assert_allclose(ferre_grid.values, fits_grid.values, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(fits_grid.values[0], fits_grid.values[-1]), "a real grid"
 
 
 def test_ferre_grid_gives_the_same_labels_as_the_fits_grid(demo_files, fits_results, tmp_path):
@@ -123,7 +123,7 @@ def test_ferre_grid_gives_the_same_labels_as_the_fits_grid(demo_files, fits_resu
         got = ferre_results[path]
         assert set(got) == COLUMNS
         for label in LABELS:
-            # 6 significant digits in the FERRE file: far below the fit's own uncertainty.
+            # 7 significant digits in the FERRE file: far below the fit's own uncertainty.
             assert abs(got[label] - expected[label]) <= 0.02 * expected[f"e_{label}"], label
         assert got["flags"] == expected["flags"]
 
@@ -131,23 +131,24 @@ def test_ferre_grid_gives_the_same_labels_as_the_fits_grid(demo_files, fits_resu
 def test_npz_grid_round_trip_reads_back_and_fits_the_same(demo_files, fits_results, tmp_path):
     grid = read_grid(demo_files.grid_fits)
     archive = tmp_path / "grid.npz"
+    (section,) = grid.sections
     np.savez(
         archive,
-        flux=grid.flux.astype(np.float32),  # what the FITS grid holds
+        flux=np.asarray(grid.values).reshape(*grid.shape, grid.npix),  # what the FITS grid holds
         labels=np.array(["T_eff", "log_g", "Fe_H"]),
         llimits=grid.llimits,
         steps=grid.steps,
-        wave=np.array([grid.wave_start, grid.wave_step]),
-        logw=np.array(grid.logw),
+        wave=np.array(section.wave),
+        logw=np.array(section.logw),
     )
 
     back = read_grid(archive)
-    assert back.labels == ("t_eff", "log_g", "fe_h")
-    assert back.shape == grid.shape and back.logw is True
-    np.testing.assert_array_equal(back.flux, grid.flux)
+    assert back.columns == ("t_eff", "log_g", "fe_h")
+    assert back.shape == grid.shape and back.sections == grid.sections
+    np.testing.assert_array_equal(back.values, grid.values)
     np.testing.assert_array_equal(back.llimits, grid.llimits)
     np.testing.assert_array_equal(back.steps, grid.steps)
-    np.testing.assert_array_equal(back.wavelength, grid.wavelength)
+    np.testing.assert_array_equal(back.wavelength(), grid.wavelength())
 
     paths = star_paths(demo_files)[:4]
     summary = astra_cli.run("grid", paths, output_dir=tmp_path / "out", jobs=1, grid=archive)

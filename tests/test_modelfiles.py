@@ -4,6 +4,7 @@ invocation before any work (exit code 2, one line naming the file, nothing store
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,11 +15,11 @@ import astra_cli
 from astra_cli.cli.app import app
 from astra_cli.demo.report import STAR_KEYS, VISIT_KEYS
 from astra_cli.errors import UsageError
+from astra_cli.io.grids import GridData, check_grid, read_grid, write_grid
 from astra_cli.io.identifiers import IdentifierResolver
 from astra_cli.io.modelfiles import ModelFileError
 from astra_cli.science.cannon import check_cannon, read_cannon
 from astra_cli.science.ccf import check_templates, read_templates
-from astra_cli.science.grids import ModelGrid, check_grid, read_grid, write_ferre_grid
 
 runner = CliRunner()
 
@@ -177,13 +178,11 @@ def test_python_api_refuses_a_pickled_grid(demo_files, tmp_path):
 # --- missing and unreadable model files ---------------------------------------------------------
 
 
-def small_grid(files) -> ModelGrid:
+def small_grid(files) -> GridData:
     """The demo grid's first 2 x 2 x 2 nodes: a small, valid grid."""
     grid = read_grid(files.grid_fits)
-    return ModelGrid(
-        grid.labels, grid.llimits, grid.steps, grid.flux[:2, :2, :2], grid.wave_start,
-        grid.wave_step, grid.logw,
-    )  # fmt: skip
+    flux = np.asarray(grid.values).reshape(*grid.shape, grid.npix)[:2, :2, :2]
+    return replace(grid, shape=(2, 2, 2), values=flux.reshape(8, grid.npix))
 
 
 def missing(files, method, tmp_path):
@@ -220,7 +219,7 @@ def wrong_model_kind(files, method, tmp_path):
 
 def ferre_with_too_few_values(files, method, tmp_path):
     path = tmp_path / "short.ferre"
-    write_ferre_grid(small_grid(files), path)
+    write_grid(small_grid(files), path, "ferre-ascii")
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:-1]))  # the last node spectrum is missing
     return path
@@ -228,7 +227,7 @@ def ferre_with_too_few_values(files, method, tmp_path):
 
 def ferre_with_too_many_values(files, method, tmp_path):
     path = tmp_path / "long.ferre"
-    write_ferre_grid(small_grid(files), path)
+    write_grid(small_grid(files), path, "ferre-ascii")
     with open(path, "a") as handle:
         handle.write("1.0 0.99 0.98\n")
     return path
@@ -236,7 +235,7 @@ def ferre_with_too_many_values(files, method, tmp_path):
 
 def ferre_without_synth(files, method, tmp_path):
     path = tmp_path / "nosynth.ferre"
-    write_ferre_grid(small_grid(files), path)
+    write_grid(small_grid(files), path, "ferre-ascii")
     text = path.read_text()
     assert "&SYNTH" in text
     path.write_text(text.replace(" &SYNTH\n", "", 1))
@@ -245,7 +244,7 @@ def ferre_without_synth(files, method, tmp_path):
 
 def ferre_text_for_a_fits_model(files, method, tmp_path):
     path = tmp_path / "grid.ferre"
-    write_ferre_grid(small_grid(files), path)
+    write_grid(small_grid(files), path, "ferre-ascii")
     return path
 
 
@@ -295,7 +294,7 @@ def test_the_valid_small_ferre_grid_is_usable(demo_files, tmp_path):
     path = ferre_text_for_a_fits_model(demo_files, "grid", tmp_path)
     check_grid(path)
     grid = read_grid(path)
-    assert grid.shape == (2, 2, 2) and grid.labels == ("teff", "logg", "m_h")
+    assert grid.shape == (2, 2, 2) and grid.columns == ("teff", "logg", "m_h")
 
     result = analyse("grid", path, observation(demo_files, "grid"), tmp_path / "out")
     assert result.exit_code == 0, result.output

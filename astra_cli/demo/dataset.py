@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from astra_cli.demo.synthesis import LABEL_NAMES, normalised_flux
+from astra_cli.io.grids import GridData, write_grid
+from astra_cli.io.grids.model import LOGW_LOG10, Section
 from astra_cli.io.identifiers import IdentifierResolver
 from astra_cli.science.ccf import Templates, write_templates
-from astra_cli.science.grids import ModelGrid, write_ferre_grid, write_fits_grid
 from astra_cli.science.wavelength import (
     APSTAR_CDELT1,
     APSTAR_CRVAL1,
@@ -103,8 +104,8 @@ def write_demo(directory: str | Path, config: DemoConfig = DemoConfig()) -> Demo
     wavelength = apstar_wavelength()
 
     grid = model_grid(wavelength)
-    write_fits_grid(grid, files.grid_fits)
-    write_ferre_grid(grid, files.grid_ferre, identifier="astra demo grid")
+    write_grid(grid, files.grid_fits, "astra")
+    write_grid(grid, files.grid_ferre, "ferre-ascii")
     template_labels = np.array(TEMPLATE_LABELS, dtype=float)
     write_templates(
         Templates(
@@ -165,14 +166,25 @@ def write_demo(directory: str | Path, config: DemoConfig = DemoConfig()) -> Demo
     return files
 
 
-def model_grid(wavelength: np.ndarray) -> ModelGrid:
+def model_grid(wavelength: np.ndarray) -> GridData:
+    """The demo's grid on the apStar wavelengths (log-linear, vacuum), one section."""
     llimits, steps = np.array(GRID_LLIMITS), np.array(GRID_STEPS)
     axes = np.meshgrid(
         *(llimits[d] + steps[d] * np.arange(GRID_SHAPE[d]) for d in range(3)), indexing="ij"
     )
     nodes = np.stack([axis.ravel() for axis in axes], axis=1)
-    flux = normalised_flux(wavelength, nodes).reshape(*GRID_SHAPE, wavelength.size)
-    return ModelGrid(LABEL_NAMES, llimits, steps, flux, APSTAR_CRVAL1, APSTAR_CDELT1, True)
+    return GridData(
+        path="",
+        format="astra demo",
+        labels=LABEL_NAMES,
+        llimits=llimits,
+        steps=steps,
+        shape=GRID_SHAPE,
+        sections=(Section(0, wavelength.size, (APSTAR_CRVAL1, APSTAR_CDELT1), LOGW_LOG10),),
+        values=normalised_flux(wavelength, nodes).astype(np.float32),
+        vacuum=True,
+        metadata={"ID": "astra demo grid"},
+    )
 
 
 def write_apstar(

@@ -23,7 +23,7 @@ class ModelFileError(UsageError):
     """A model file that cannot be used; the message names it and says why."""
 
 
-def file_kind(path: str | Path) -> str:
+def file_kind(path: str | os.PathLike[str]) -> str:
     """'fits', 'npz' or 'text', from the name and the first bytes; refuses pickles."""
     path = Path(path)
     named = format_of(path.name)
@@ -43,7 +43,7 @@ def file_kind(path: str | Path) -> str:
     return "text"
 
 
-def load_npz(path: str | Path) -> dict[str, Any]:
+def load_npz(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Every array of an .npz archive; object arrays (which would need unpickling) refused."""
     import numpy as np
 
@@ -61,7 +61,9 @@ def load_npz(path: str | Path) -> dict[str, Any]:
         raise ModelFileError(f"cannot read {path}: {error}") from None
 
 
-def fits_headers(path: str | Path, what: str, required: Sequence[str] = ()) -> list[Any]:
+def fits_headers(
+    path: str | os.PathLike[str], what: str, required: Sequence[str] = ()
+) -> list[Any]:
     """The headers of every HDU of a FITS model file, once the file is known to hold all the
     data they describe and the `required` extensions: a truncated copy then stops the
     invocation here, before any work, instead of failing every run in the workers."""

@@ -50,7 +50,7 @@ def normalised_on_model_grid(
     import numpy as np
 
     from astra_cli.science.continuum import normalise
-    from astra_cli.science.gridfit import resample
+    from astra_cli.science.wavelength import resample
 
     target = model.wavelength
     flux = np.empty((len(spectra), target.size))

@@ -20,8 +20,7 @@ import numpy as np
 
 from astra_cli.io.modelfiles import ModelFileError, file_kind, fits_headers
 from astra_cli.science.continuum import normalise
-from astra_cli.science.gridfit import resample
-from astra_cli.science.wavelength import SPEED_OF_LIGHT_KMS, velocity_from_factor
+from astra_cli.science.wavelength import SPEED_OF_LIGHT_KMS, resample, velocity_from_factor
 
 MAX_VELOCITY_KMS = 1000.0
 """Velocities searched: +-1000 km/s covers every star in the Galaxy and its neighbours."""

@@ -11,9 +11,11 @@ spectra is normalised with a handful of matrix operations.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from astra_cli.science.wavelength import chip_index
+from astra_cli.science.wavelength import CHIPS, chip_index
 
 DEFAULT_ORDER = 4
 LOW_REJECT_SIGMA = 1.0
@@ -25,6 +27,26 @@ MIN_SNR = 3.0
 """Pixels with lower S/N never enter the fit."""
 
 
+def continuum_segments(
+    wavelength: np.ndarray, ranges: Sequence[tuple[int, int]] | None = None
+) -> list[slice]:
+    """The pieces of a spectrum that each get their own continuum: each range of pixels (a
+    grid's wavelength sections; the whole spectrum by default) cut at the gaps between
+    APOGEE's chips. A range on none of the chips is one piece of its own."""
+    chips = chip_index(wavelength)
+    segments = []
+    for start, stop in ranges or [(0, len(wavelength))]:
+        on = chips[start:stop]
+        if not np.any(on >= 0):
+            segments.append(slice(start, stop))
+            continue
+        for chip in range(len(CHIPS)):
+            found = np.flatnonzero(on == chip)
+            if found.size:
+                segments.append(slice(start + found[0], start + found[-1] + 1))
+    return segments
+
+
 def fit_continuum(
     wavelength: np.ndarray,
     flux: np.ndarray,
@@ -32,8 +54,10 @@ def fit_continuum(
     *,
     order: int = DEFAULT_ORDER,
     model: np.ndarray | None = None,
+    segments: Sequence[slice] | None = None,
 ) -> np.ndarray:
-    """The continuum of each spectrum (B, P); 0 outside the chips.
+    """The continuum of each spectrum (B, P) in each segment (by default, each chip); 0
+    elsewhere.
 
     With `model` (B, P) the polynomial is fitted to flux / model, weighted by ivar * model**2,
     without rejection of absorption (the model accounts for it).
@@ -41,35 +65,34 @@ def fit_continuum(
     flux = np.atleast_2d(flux)
     ivar = np.atleast_2d(ivar)
     continuum = np.zeros(flux.shape)
-    for pixels, design in _chip_designs(wavelength, order):
+    pieces = continuum_segments(wavelength) if segments is None else segments
+    for pixels, design in segment_designs(wavelength, order, pieces):
         f, w = flux[:, pixels], ivar[:, pixels]
         if model is not None:
             m = np.atleast_2d(model)[:, pixels]
-            coefficients = _weighted_fit(design, f / np.where(m > 0, m, 1.0), w * m**2)
+            coefficients = weighted_fit(design, f / np.where(m > 0, m, 1.0), w * m**2)
             continuum[:, pixels] = coefficients @ design.T
             continue
         root_w = np.sqrt(np.clip(w, 0.0, None))
         usable = (w > 0) & (f * root_w > MIN_SNR)
         weight = np.where(usable, w, 0.0)
         for _ in range(ITERATIONS):
-            pull = (f - _weighted_fit(design, f, weight) @ design.T) * root_w  # in noise sigmas
+            pull = (f - weighted_fit(design, f, weight) @ design.T) * root_w  # in noise sigmas
             keep = usable & (pull > -LOW_REJECT_SIGMA) & (pull < HIGH_REJECT_SIGMA)
             weight = np.where(keep, w, 0.0)
-        continuum[:, pixels] = _weighted_fit(design, f, weight) @ design.T
+        continuum[:, pixels] = weighted_fit(design, f, weight) @ design.T
     return continuum
 
 
-def _chip_designs(wavelength: np.ndarray, order: int) -> list[tuple[slice, np.ndarray]]:
-    """Per chip: its pixels (a slice: the chips are contiguous in ascending wavelength) and the
-    Legendre design matrix over them."""
-    chips = chip_index(wavelength)
+def segment_designs(
+    wavelength: np.ndarray, order: int, segments: Sequence[slice]
+) -> list[tuple[slice, np.ndarray]]:
+    """Per segment: its pixels and the Legendre design matrix over them."""
     designs = []
-    for chip in range(3):
-        found = np.flatnonzero(chips == chip)
-        if found.size <= order:
-            continue
-        pixels = slice(found[0], found[-1] + 1)
+    for pixels in segments:
         x = wavelength[pixels]
+        if x.size <= order:
+            continue
         x = 2.0 * (x - x[0]) / (x[-1] - x[0]) - 1.0
         designs.append((pixels, np.polynomial.legendre.legvander(x, order)))
     return designs
@@ -82,15 +105,17 @@ def normalise(
     *,
     order: int = DEFAULT_ORDER,
     model: np.ndarray | None = None,
+    segments: Sequence[slice] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Flux / continuum and its inverse variance (B, P); pixels off the chips get ivar 0."""
-    continuum = fit_continuum(wavelength, flux, ivar, order=order, model=model)
+    """Flux / continuum and its inverse variance (B, P); pixels outside every segment get
+    ivar 0."""
+    continuum = fit_continuum(wavelength, flux, ivar, order=order, model=model, segments=segments)
     usable = continuum > 0
     inverse = np.divide(1.0, continuum, out=np.zeros_like(continuum), where=usable)
     return flux * inverse, np.where(usable, ivar * continuum**2, 0.0)
 
 
-def _weighted_fit(design: np.ndarray, values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def weighted_fit(design: np.ndarray, values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Least-squares coefficients (B, K) of `design` (P, K) for each row of values (B, P)."""
     k = design.shape[1]
     outer = (design[:, :, None] * design[:, None, :]).reshape(len(design), k * k)

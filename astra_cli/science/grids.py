@@ -1,84 +1,124 @@
-"""Grids of model spectra: regular in every label, on one wavelength grid.
+"""A grid of model spectra ready for fitting: node spectra by block, the model at any label
+point by interpolation, and the wavelengths in vacuum.
 
-Two file formats hold them:
-
-**astra FITS grid** (written by `write_fits_grid`, read by `read_grid`)
-    HDU0: the flux array, float32, numpy shape (N_1, ..., N_D, NPIX): the first label varies
-    slowest, like FERRE. Header keywords:
-    `ASTRAGRD = 1` (format version), `NLABELS = D`, and for each label i = 1..D:
-    `LABEL{i}` (name), `LLIMIT{i}` (first node value), `LSTEP{i}` (node spacing),
-    `LNPTS{i}` (number of nodes); the wavelength solution `CRVAL1`, `CDELT1` (log10 Angstrom
-    when `LOGW = 1`, Angstrom when `LOGW = 0`) and `NPIX`.
-
-**FERRE ASCII grid** (read by `read_grid`, written by `write_ferre_grid`)
-    A header namelist `&SYNTH ... /` with `N_OF_DIM`, `N_P` (nodes per label), `LABEL(i)`,
-    `LLIMITS`, `STEPS`, `NPIX`, `WAVE` (first wavelength and step) and `LOGW`, followed by the
-    node spectra, NPIX values each, the last label varying fastest.
-
-Either can also be an `.npz` archive with arrays `flux`, `labels`, `llimits`, `steps`, `wave`
-(`[start, step]`) and `logw`.
+The data are a `astra_cli.io.grids.GridData`, read from any of the grid formats; they may be a
+memory map shared by every process of the machine, so nothing here converts or copies the whole
+grid: blocks of nodes are converted to float64 as they are used, and a PCA-compressed grid is
+expanded a block (or one interpolated spectrum) at a time.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from astra_cli.io.modelfiles import ModelFileError, file_kind, fits_headers, load_npz
+from astra_cli.io.grids.model import GridData, Section
+
+BLOCK_NODES = 1024
+"""Nodes converted at once when every node is needed: bounds the transient memory (8 MB per
+1000 pixels) whatever the grid's size."""
 
 
 @dataclass(frozen=True)
 class ModelGrid:
-    labels: tuple[str, ...]
-    llimits: np.ndarray
-    steps: np.ndarray
-    flux: np.ndarray
-    """Shape (N_1, ..., N_D, NPIX)."""
-    wave_start: float
-    wave_step: float
-    logw: bool
+    """A grid in the units and conventions astra fits in."""
+
+    data: GridData
+    wavelength: np.ndarray
+    """Vacuum wavelengths (Angstrom) of every model pixel, sections one after the other."""
+    invalid_nodes: np.ndarray | None = None
+    """Nodes holding the header's INVALID_CODE, which no fit may use."""
+
+    @classmethod
+    def from_data(cls, data: GridData, *, air_to_vacuum: bool = False) -> ModelGrid:
+        """`air_to_vacuum`: the grid's wavelengths are in air; convert them to vacuum."""
+        wavelength = data.wavelength()
+        if air_to_vacuum:
+            wavelength = air_to_vacuum_wavelength(wavelength)
+        code = data.metadata.get("INVALID_CODE")
+        invalid = None
+        if code is not None and data.pca is None:
+            invalid = np.zeros(data.n_nodes, dtype=bool)
+            for start in range(0, data.n_nodes, BLOCK_NODES):
+                block = np.asarray(data.values[start : start + BLOCK_NODES])
+                invalid[start : start + len(block)] = np.any(block == np.float32(code), axis=1)
+            invalid = invalid if invalid.any() else None
+        return cls(data, wavelength, invalid)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The result column of each label."""
+        return self.data.columns
+
+    @property
+    def llimits(self) -> np.ndarray:
+        return self.data.llimits
+
+    @property
+    def steps(self) -> np.ndarray:
+        return self.data.steps
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.flux.shape[:-1]
-
-    @property
-    def npix(self) -> int:
-        return self.flux.shape[-1]
-
-    @property
-    def wavelength(self) -> np.ndarray:
-        grid = self.wave_start + self.wave_step * np.arange(self.npix)
-        return 10.0**grid if self.logw else grid
-
-    def nodes(self, dimension: int) -> np.ndarray:
-        return self.llimits[dimension] + self.steps[dimension] * np.arange(self.shape[dimension])
+        return self.data.shape
 
     @property
     def upper(self) -> np.ndarray:
-        return self.llimits + self.steps * (np.array(self.shape) - 1)
+        return self.data.upper
+
+    @property
+    def npix(self) -> int:
+        return self.data.npix
+
+    @property
+    def sections(self) -> tuple[Section, ...]:
+        return self.data.sections
+
+    @property
+    def n_nodes(self) -> int:
+        return self.data.n_nodes
 
     def node_labels(self) -> np.ndarray:
-        """Label values of every node, (N_nodes, D), in the order of `flux.reshape(-1, NPIX)`."""
-        axes = np.meshgrid(*(self.nodes(d) for d in range(len(self.labels))), indexing="ij")
+        """Label values of every node, (N_nodes, D), in storage order."""
+        axes = np.meshgrid(*(self.data.nodes(d) for d in range(len(self.shape))), indexing="ij")
         return np.stack([axis.ravel() for axis in axes], axis=1)
+
+    def node_spectra(self, start: int, stop: int) -> np.ndarray:
+        """Spectra of nodes start..stop-1, float64 (n, NPIX)."""
+        block = self.data.values[start:stop]
+        if self.data.pca is not None:
+            return self.data.pca.expand(block)
+        return np.asarray(block, dtype=np.float64)
+
+    def node_blocks(self) -> list[tuple[int, int]]:
+        return [
+            (start, min(start + BLOCK_NODES, self.n_nodes))
+            for start in range(0, self.n_nodes, BLOCK_NODES)
+        ]
+
+    def cell(self, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The cell a label point falls in (clipped to the grid): its lower corner's indices
+        and the point's fractional position in it."""
+        shape = np.array(self.shape)
+        position = (np.asarray(point, dtype=float) - self.llimits) / self.steps
+        position = np.clip(position, 0.0, shape - 1.0)
+        base = np.clip(np.floor(position).astype(int), 0, shape - 2)
+        return base, position - base
+
+    def corner_indices(self, base: np.ndarray) -> np.ndarray:
+        """Storage indices of a cell's 2**D corners."""
+        corners = base + _corner_offsets(len(self.shape))
+        return np.ravel_multi_index(tuple(corners.T), self.shape)
 
     def interpolate(self, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Multilinear interpolation at one label point (clipped to the grid): the model
         spectrum (NPIX) and its derivatives with respect to each label (NPIX, D), which
         multilinear interpolation gives exactly from the same 2**D corner spectra."""
-        shape = np.array(self.shape)
-        position = (np.asarray(point, dtype=float) - self.llimits) / self.steps
-        position = np.clip(position, 0.0, shape - 1.0)
-        base = np.clip(np.floor(position).astype(int), 0, shape - 2)
-        fraction = position - base
-        offsets = _corner_offsets(len(self.labels))
-        corners = self.flux[tuple((base + offsets).T)]  # (2**D, NPIX)
+        base, fraction = self.cell(point)
+        offsets = _corner_offsets(len(self.shape))
+        corners = np.asarray(self.data.values[self.corner_indices(base)], dtype=np.float64)
         factors = np.where(offsets == 1, fraction, 1.0 - fraction)  # (2**D, D)
         weights = factors.prod(axis=1)
         # d(weight)/d(label_d): the product of the other factors (prefix x suffix products),
@@ -87,7 +127,17 @@ class ModelGrid:
         prefix = np.cumprod(np.hstack([ones, factors[:, :-1]]), axis=1)
         suffix = np.cumprod(np.hstack([ones, factors[:, :0:-1]]), axis=1)[:, ::-1]
         slopes = np.where(offsets == 1, 1.0, -1.0) * prefix * suffix / self.steps
-        return weights @ corners, (slopes.T @ corners).T
+        values, derivatives = weights @ corners, (slopes.T @ corners).T
+        if self.data.pca is not None:
+            return self.data.pca.expand(values)[0], self.data.pca.expand_derivatives(derivatives)
+        return values, derivatives
+
+    def touches_invalid(self, point: np.ndarray) -> bool:
+        """Whether the cell of `point` has a corner the grid marks invalid."""
+        if self.invalid_nodes is None:
+            return False
+        base, _ = self.cell(point)
+        return bool(self.invalid_nodes[self.corner_indices(base)].any())
 
 
 @functools.cache
@@ -96,200 +146,15 @@ def _corner_offsets(dims: int) -> np.ndarray:
     return np.array(list(np.ndindex(*(2,) * dims)), dtype=int)
 
 
-def read_grid(path: str | Path) -> ModelGrid:
-    """Read a grid in either format (or .npz); ModelFileError names the file on any problem."""
-    kind = file_kind(path)
-    try:
-        if kind == "fits":
-            return _read_fits_grid(path)
-        if kind == "npz":
-            return _grid_from_arrays(path, load_npz(path))
-        return _read_ferre_grid(path)
-    except ModelFileError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError) as error:
-        raise ModelFileError(f"cannot read model grid {path}: {error}") from None
-
-
-def check_grid(path: str | Path) -> None:
-    """Validation for the invoking process, before any work: the headers, and that the file
-    holds as many values as they promise (without building the arrays)."""
-    kind = file_kind(path)
-    try:
-        if kind == "fits":
-            header = fits_headers(path, "model grid")[0]
-            _, _, _, shape = _labels_from_header(header, path)
-            npix = int(header["NPIX"])
-            axes = tuple(int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1))
-            if axes != (*shape, npix):
-                raise ModelFileError(
-                    f"model grid {path}: flux has shape {axes}, header says {(*shape, npix)}"
-                )
-        elif kind == "text":
-            items = _ferre_header(_read_ferre_head(path), path)
-            shape = tuple(int(value) for value in items["N_P"].split())
-            _check_ferre_count(path, int(np.prod(shape)) * int(items["NPIX"]), shape)
-        else:
-            read_grid(path)
-    except ModelFileError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError) as error:
-        raise ModelFileError(f"cannot read model grid {path}: {error}") from None
-
-
-def _check_ferre_count(path: str | Path, expected: int, shape: tuple[int, ...]) -> None:
-    with open(path, errors="replace") as handle:
-        for line in handle:
-            if line.strip() == "/":
-                break
-        count = sum(len(line.split()) for line in handle)
-    if count != expected:
-        raise ModelFileError(
-            f"FERRE grid {path}: {count} flux values, expected {expected} "
-            f"({' x '.join(map(str, shape))} nodes x {expected // int(np.prod(shape))} pixels)"
-        )
-
-
-def write_fits_grid(grid: ModelGrid, path: str | Path) -> None:
-    from astropy.io import fits
-
-    hdu = fits.PrimaryHDU(grid.flux.astype(np.float32))
-    header = hdu.header
-    header["ASTRAGRD"] = (1, "astra model grid format version")
-    header["NLABELS"] = len(grid.labels)
-    for i, name in enumerate(grid.labels, 1):
-        header[f"LABEL{i}"] = name
-        header[f"LLIMIT{i}"] = float(grid.llimits[i - 1])
-        header[f"LSTEP{i}"] = float(grid.steps[i - 1])
-        header[f"LNPTS{i}"] = int(grid.shape[i - 1])
-    header["NPIX"] = grid.npix
-    header["CRVAL1"] = grid.wave_start
-    header["CDELT1"] = grid.wave_step
-    header["LOGW"] = int(grid.logw)
-    header["BUNIT"] = "continuum-normalised flux"
-    hdu.writeto(path, overwrite=True)
-
-
-def write_ferre_grid(grid: ModelGrid, path: str | Path, *, identifier: str = "astra") -> None:
-    """FERRE's ASCII format; values to 6 significant digits."""
-    dims = len(grid.labels)
-    lines = [
-        " &SYNTH",
-        f" N_OF_DIM = {dims}",
-        " N_P = " + " ".join(str(n) for n in grid.shape),
-        *(f" LABEL({i}) = '{name}'" for i, name in enumerate(grid.labels, 1)),
-        " LLIMITS = " + " ".join(f"{value:.8g}" for value in grid.llimits),
-        " STEPS = " + " ".join(f"{value:.8g}" for value in grid.steps),
-        f" ID = '{identifier}'",
-        f" NPIX = {grid.npix}",
-        f" WAVE = {grid.wave_start:.10g} {grid.wave_step:.10g}",
-        f" LOGW = {int(grid.logw)}",
-        " /",
-    ]
-    flux = grid.flux.reshape(-1, grid.npix).astype(np.float64)
-    with open(path, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
-        for spectrum in flux:
-            spectrum.tofile(handle, sep=" ", format="%.6g")
-            handle.write("\n")
-
-
-def _read_fits_grid(path: str | Path) -> ModelGrid:
-    from astropy.io import fits
-
-    with fits.open(path, memmap=False) as hdus:
-        header = hdus[0].header
-        labels, llimits, steps, shape = _labels_from_header(header, path)
-        flux = np.asarray(hdus[0].data, dtype=np.float64)
-    if flux.shape != (*shape, int(header["NPIX"])):
-        raise ModelFileError(
-            f"model grid {path}: flux has shape {flux.shape}, header says "
-            f"{(*shape, int(header['NPIX']))}"
-        )
-    return ModelGrid(
-        labels, llimits, steps, flux, float(header["CRVAL1"]), float(header["CDELT1"]),
-        bool(header.get("LOGW", 1)),
-    )  # fmt: skip
-
-
-def _labels_from_header(
-    header: Any, path: str | Path
-) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, tuple[int, ...]]:
-    if "ASTRAGRD" not in header or "NLABELS" not in header:
-        raise ModelFileError(
-            f"{path} is not an astra model grid (no ASTRAGRD/NLABELS keywords; the format is "
-            "in the README, 'Model files')"
-        )
-    count = int(header["NLABELS"])
-    labels = tuple(str(header[f"LABEL{i}"]).strip().lower() for i in range(1, count + 1))
-    llimits = np.array([float(header[f"LLIMIT{i}"]) for i in range(1, count + 1)])
-    steps = np.array([float(header[f"LSTEP{i}"]) for i in range(1, count + 1)])
-    shape = tuple(int(header[f"LNPTS{i}"]) for i in range(1, count + 1))
-    return labels, llimits, steps, shape
-
-
-def _read_ferre_head(path: str | Path) -> str:
-    with open(path, errors="replace") as handle:
-        head = []
-        for line in handle:
-            head.append(line)
-            if line.strip() == "/" or len(head) > 500:
-                break
-    return "".join(head)
-
-
-_NAMELIST_ITEM = re.compile(r"^\s*([A-Z_0-9()]+)\s*=\s*(.*?)\s*$", re.IGNORECASE)
-
-
-def _ferre_header(text: str, path: str | Path) -> dict[str, str]:
-    if "&SYNTH" not in text.upper():
-        raise ModelFileError(f"{path} is neither FITS, .npz nor a FERRE grid (no &SYNTH header)")
-    items = {}
-    for line in text.splitlines():
-        match = _NAMELIST_ITEM.match(line)
-        if match:
-            items[match.group(1).upper()] = match.group(2).strip().strip(",")
-    for key in ("N_OF_DIM", "N_P", "LLIMITS", "STEPS", "NPIX", "WAVE"):
-        if key not in items:
-            raise ModelFileError(f"FERRE grid {path}: header has no {key}")
-    return items
-
-
-def _read_ferre_grid(path: str | Path) -> ModelGrid:
-    text = Path(path).read_text(errors="replace")
-    end = re.search(r"^\s*/\s*$", text, re.MULTILINE)
-    if end is None:
-        raise ModelFileError(f"FERRE grid {path}: the &SYNTH header has no closing '/'")
-    items = _ferre_header(text[: end.start()], path)
-    dims = int(items["N_OF_DIM"])
-    shape = tuple(int(value) for value in items["N_P"].split())
-    npix = int(items["NPIX"])
-    labels = tuple(
-        items.get(f"LABEL({i})", f"'label{i}'").strip("'\" ").lower() for i in range(1, dims + 1)
+def air_to_vacuum_wavelength(air: np.ndarray) -> np.ndarray:
+    """Vacuum wavelengths (Angstrom) of air wavelengths, by the inverse of the IAU standard
+    (Morton 2000) refractive index of air as VALD tabulates it (N. Piskunov): good to a few
+    m/s in the near infrared."""
+    s2 = (1e4 / np.asarray(air, dtype=float)) ** 2
+    n = (
+        1.0
+        + 0.00008336624212083
+        + 0.02408926869968 / (130.1065924522 - s2)
+        + 0.0001599740894897 / (38.92568793293 - s2)
     )
-    values = np.fromstring(text[end.end() :], dtype=np.float64, sep=" ")
-    if values.size != int(np.prod(shape)) * npix:
-        _check_ferre_count(path, int(np.prod(shape)) * npix, shape)  # says how many there are
-    start, step = (float(value) for value in items["WAVE"].split()[:2])
-    return ModelGrid(
-        labels,
-        np.array(items["LLIMITS"].split(), dtype=float),
-        np.array(items["STEPS"].split(), dtype=float),
-        values.reshape(*shape, npix),
-        start,
-        step,
-        bool(int(items.get("LOGW", "0"))),
-    )
-
-
-def _grid_from_arrays(path: str | Path, arrays: dict[str, Any]) -> ModelGrid:
-    wave = np.asarray(arrays["wave"], dtype=float)
-    return ModelGrid(
-        tuple(str(name).lower() for name in arrays["labels"]),
-        np.asarray(arrays["llimits"], dtype=float),
-        np.asarray(arrays["steps"], dtype=float),
-        np.asarray(arrays["flux"], dtype=np.float64),
-        float(wave[0]),
-        float(wave[1]),
-        bool(arrays.get("logw", True)),
-    )
+    return np.asarray(air * n)

@@ -45,3 +45,14 @@ def velocity_from_factor(factor: np.ndarray | float) -> np.ndarray | float:
     """Inverse of `doppler_factor`."""
     squared = np.asarray(factor) ** 2
     return SPEED_OF_LIGHT_KMS * (squared - 1.0) / (squared + 1.0)
+
+
+def resample(
+    wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray, target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation of a spectrum onto `target` wavelengths; pixels outside, or next to
+    a pixel without information, get ivar 0."""
+    flux_on = np.interp(target, wavelength, flux, left=0.0, right=0.0)
+    ivar_on = np.interp(target, wavelength, ivar, left=0.0, right=0.0)
+    dead = np.interp(target, wavelength, (ivar <= 0).astype(float), left=1.0, right=1.0) > 0
+    return flux_on, np.where(dead, 0.0, ivar_on)

@@ -1,0 +1,230 @@
+"""Model grid files: astra's FITS grids, FERRE's ASCII and binary grids (MULTI, NPCA,
+TRANSPOSED), and `.npz`, read into one `GridData`, and converted between them.
+
+`read_grid` maps the data where the format allows (FERRE binary, astra FITS) and reads it
+whole where it does not (ASCII, `.npz`); `check_grid` reads headers only and checks that the
+data hold exactly what they promise, for the invoking process to refuse a bad file before any
+work. Either raises ModelFileError naming the file and what is wrong.
+
+`.npz` grids hold arrays `flux` (the lattice's shape then NPIX, or nodes x NPIX), `labels`,
+`llimits`, `steps`, `wave` (`[first, step]`, or one such pair per section with `section_npix`),
+`logw` (one, or one per section) and optionally `vacuum` (1 when absent).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astra_cli.io.grids import astrafits, ferre
+from astra_cli.io.grids.model import GridData, Section, check_columns
+from astra_cli.io.grids.namelist import NamelistError
+from astra_cli.io.modelfiles import ModelFileError, file_kind, fits_headers, load_npz
+
+__all__ = ["FORMATS", "GridData", "check_grid", "grid_format", "read_grid", "write_grid"]
+
+FORMATS = {
+    "astra": "astra FITS grid (.fits): fast to load, memory-mapped",
+    "ferre-binary": "FERRE binary (.hdr + .unf, as ascii2bin writes them): memory-mapped",
+    "ferre-ascii": "FERRE ASCII (a &SYNTH header and the models as text): read whole",
+    "npz": "numpy .npz of plain arrays: read whole",
+}
+
+
+def grid_format(path: str | os.PathLike[str]) -> str:
+    """Which of FORMATS a grid file is in, from its name and first bytes."""
+    kind = file_kind(path)
+    if kind in ("fits", "npz"):
+        return "astra" if kind == "fits" else "npz"
+    return "ferre-binary" if os.fspath(path).lower().endswith(".hdr") else "ferre-ascii"
+
+
+def read_grid(path: str | os.PathLike[str]) -> GridData:
+    """The grid with its data (memory-mapped where the format allows)."""
+    return _opened(path, with_data=True)
+
+
+def check_grid(path: str | os.PathLike[str]) -> GridData:
+    """The grid's header, checked against its data's size without reading the data
+    (`values` is None); an ASCII grid's values are counted."""
+    return _opened(path, with_data=False)
+
+
+def _opened(path: str | os.PathLike[str], *, with_data: bool) -> GridData:
+    fmt = grid_format(path)
+    try:
+        if fmt == "astra":
+            grid = _astra(path, with_data)
+        elif fmt == "npz":
+            grid = _npz(path, load_npz(path))
+        elif fmt == "ferre-binary":
+            grid = ferre.read_binary(path)
+        elif with_data:
+            grid = ferre.read_ascii(path)
+        else:
+            grid = _ascii_checked(path)
+        check_columns(grid)
+        return grid
+    except ModelFileError:
+        raise
+    except (ferre.FerreGridError, NamelistError) as error:
+        message = str(error)
+        prefix = "" if message.startswith(os.fspath(path)) else f"{path}: "
+        raise ModelFileError(f"FERRE grid {prefix}{message}") from None
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        raise ModelFileError(f"cannot read model grid {path}: {error}") from None
+
+
+def _astra(path: str | os.PathLike[str], with_data: bool) -> GridData:
+    from astropy.io import fits
+
+    header = fits_headers(path, "model grid")[0]
+    if not astrafits.is_astra_grid(header):
+        raise ModelFileError(
+            f"{path} is not an astra model grid (no ASTRAGRD/NLABELS keywords; the format is "
+            "in the README, 'Model files')"
+        )
+    grid = astrafits.grid_from_header(header, path, np.empty((0, 0), dtype=np.float32))
+    problem = astrafits.check_sections(grid.sections)
+    if problem:
+        raise ModelFileError(f"model grid {path}: {problem}")
+    axes = tuple(int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1))
+    if axes != (*grid.shape, grid.npix):
+        raise ModelFileError(
+            f"model grid {path}: flux has shape {axes}, header says {(*grid.shape, grid.npix)}"
+        )
+    _check_lattice(grid, path)
+    if not with_data:
+        return _without_values(grid)
+    hdus = fits.open(path, memmap=True, mode="readonly")
+    data = hdus[0].data  # a read-only map, kept open as long as the array lives
+    return _with_values(grid, data.reshape(grid.n_nodes, grid.npix))
+
+
+def _npz(path: str | os.PathLike[str], arrays: dict[str, Any]) -> GridData:
+    labels = tuple(str(name) for name in np.atleast_1d(arrays["labels"]))
+    llimits = np.asarray(arrays["llimits"], dtype=float)
+    steps = np.asarray(arrays["steps"], dtype=float)
+    flux = np.asarray(arrays["flux"], dtype=np.float32)
+    shape = tuple(flux.shape[:-1]) if flux.ndim == len(labels) + 1 else None
+    if shape is None:
+        raise ModelFileError(
+            f"model grid {path}: flux has {flux.ndim} dimensions; {len(labels)} labels need "
+            f"{len(labels) + 1} (the lattice, then the pixels)"
+        )
+    wave = np.atleast_2d(np.asarray(arrays["wave"], dtype=float))
+    logw = np.atleast_1d(np.asarray(arrays.get("logw", 1), dtype=int))
+    widths = np.atleast_1d(arrays.get("section_npix", [flux.shape[-1]])).astype(int)
+    if not (len(wave) == len(widths) == len(logw) or (len(logw) == 1 and len(wave) == len(widths))):
+        raise ModelFileError(f"model grid {path}: wave, logw and section_npix disagree in length")
+    if widths.sum() != flux.shape[-1]:
+        raise ModelFileError(
+            f"model grid {path}: sections of {widths.sum()} pixels, flux has {flux.shape[-1]}"
+        )
+    starts = np.concatenate([[0], np.cumsum(widths)[:-1]])
+    sections = tuple(
+        Section(int(start), int(width), (float(w[0]), float(w[1])), int(logw[i % len(logw)]))
+        for i, (start, width, w) in enumerate(zip(starts, widths, wave, strict=True))
+    )
+    grid = GridData(
+        path=os.fspath(path),
+        format="npz",
+        labels=labels,
+        llimits=llimits,
+        steps=steps,
+        shape=shape,
+        sections=sections,
+        values=flux.reshape(-1, flux.shape[-1]),
+        vacuum=bool(int(arrays.get("vacuum", 1))),
+    )
+    if len(llimits) != len(labels) or len(steps) != len(labels):
+        raise ModelFileError(f"model grid {path}: {len(labels)} labels but {len(llimits)} llimits")
+    problem = astrafits.check_sections(sections)
+    if problem:
+        raise ModelFileError(f"model grid {path}: {problem}")
+    _check_lattice(grid, path)
+    return grid
+
+
+def _check_lattice(grid: GridData, path: str | os.PathLike[str]) -> None:
+    if any(n < 2 for n in grid.shape):
+        raise ModelFileError(f"model grid {path}: every label needs at least 2 nodes")
+    if not (np.all(np.isfinite(grid.llimits)) and np.all(grid.steps > 0)):
+        raise ModelFileError(
+            f"model grid {path}: node steps must be positive, not {list(grid.steps)}"
+        )
+
+
+def _ascii_checked(path: str | os.PathLike[str]) -> GridData:
+    """The header, and a count of the values that follow it (cheaper than reading them)."""
+    header = ferre.read_header(path)
+    expected = header.n_nodes * header.stored
+    if header.pca_pieces:
+        k = header.stored // len(header.pca_pieces)
+        expected += (2 + k) * header.npix
+    with open(path, errors="replace") as stream:
+        ferre.header_blocks(stream)  # to the first line of data
+        count = sum(len(line.replace(",", " ").split()) for line in stream)
+    if count != expected:
+        what = f"{header.n_nodes} models of {header.stored} values"
+        raise ModelFileError(
+            f"FERRE grid {path}: {count} values after the header, expected {expected} ({what}"
+            f"{' and the PCA basis' if header.pca_pieces else ''}); is NPIX, N_P or MULTI right?"
+        )
+    grid = ferre._grid(path, "FERRE ASCII", header, np.empty((0, 0), dtype=np.float32), None)
+    return _without_values(grid)
+
+
+def _without_values(grid: GridData) -> GridData:
+    from dataclasses import replace
+
+    return replace(grid, values=np.empty((0, 0), dtype=np.float32))
+
+
+def _with_values(grid: GridData, values: np.ndarray) -> GridData:
+    from dataclasses import replace
+
+    return replace(grid, values=values)
+
+
+def write_grid(grid: GridData, path: str | os.PathLike[str], fmt: str) -> list[Path]:
+    """Write `grid` in one of FORMATS (a PCA grid is expanded for astra FITS and `.npz`);
+    returns the files written."""
+    if fmt == "ferre-ascii":
+        ferre.write_ascii(grid, path)
+        return [Path(path)]
+    if fmt == "ferre-binary":
+        return [Path(path), ferre.write_binary(grid, path)]
+    full = _expanded(grid)
+    if fmt == "astra":
+        astrafits.write(full, path)
+        return [Path(path)]
+    if fmt == "npz":
+        np.savez(
+            path,
+            flux=np.asarray(full.values, dtype=np.float32).reshape(*full.shape, full.npix),
+            labels=np.array(full.labels),
+            llimits=full.llimits,
+            steps=full.steps,
+            wave=np.array([section.wave for section in full.sections]),
+            logw=np.array([section.logw for section in full.sections]),
+            section_npix=np.array([section.npix for section in full.sections]),
+            vacuum=np.array(int(full.vacuum is not False)),
+        )
+        return [Path(path)]
+    raise ValueError(f"unknown grid format {fmt!r}; formats: {', '.join(FORMATS)}")
+
+
+def _expanded(grid: GridData) -> GridData:
+    """A PCA grid as full spectra (what astra FITS and .npz hold), block by block."""
+    from dataclasses import replace
+
+    if grid.pca is None:
+        return grid
+    spectra = np.empty((grid.n_nodes, grid.npix), dtype=np.float32)
+    for start in range(0, grid.n_nodes, 256):
+        spectra[start : start + 256] = grid.pca.expand(grid.values[start : start + 256])
+    return replace(grid, values=spectra, pca=None)
