@@ -56,10 +56,15 @@ def test_checked_in_scripts_are_what_the_cli_prints(shell):
 
 def test_commands_complete():
     assert set(complete_bash("astra ")) == {
-        "methods", "results", "demo", "completion", "train", "analyse", "plan", "status",
+        "methods", "results", "demo", "completion", "train", "grid", "analyse", "plan",
+        "status",
     }  # fmt: skip
     assert complete_bash("astra an") == ["analyse"]
     assert complete_bash("astra train ") == ["cannon"]
+    assert set(complete_bash("astra grid ")) == {"info", "convert"}
+    assert complete_bash("astra grid convert x.dat y.hdr --format ") == [
+        "astra", "ferre-binary", "ferre-ascii", "npz",
+    ]  # fmt: skip
     assert complete_bash("astra completion ") == list(SHELLS)
 
 

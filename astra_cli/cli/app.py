@@ -9,6 +9,7 @@ import typer
 from astra_cli.cli.analyse import AnalyseGroup
 from astra_cli.cli.completion import INSTALL, completion_command, enable_shell_completion
 from astra_cli.cli.demo import demo_command
+from astra_cli.cli.grid import grid_app
 from astra_cli.cli.helptext import Command, Group, help_of
 from astra_cli.cli.methods import methods_command
 from astra_cli.cli.plan import PlanGroup
@@ -67,6 +68,7 @@ for name, function, epilog in (
 ):
     app.command(name, cls=Command, help=help_of(function), epilog=epilog)(function)
 app.add_typer(train_app, name="train")
+app.add_typer(grid_app, name="grid")
 app.add_typer(
     typer.Typer(cls=AnalyseGroup, no_args_is_help=True),
     name="analyse",

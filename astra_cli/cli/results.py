@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,6 +12,9 @@ from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.options import StoreDir, Verbose
 from astra_cli.io.export import ExportedStatus, ExportFormat
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR, STORE_FILENAME
+
+if TYPE_CHECKING:
+    from astra_cli.vocabulary import RunRecord
 
 
 def _method_names(incomplete: str) -> list[str]:
@@ -84,8 +87,31 @@ def results_command(
                     f"no runs of {method!r} in {store.path}{did_you_mean(method, stored)}; "
                     f"it holds {', '.join(stored) or 'nothing yet'}"
                 )
-            records = store.records(method, None if status == "all" else status, group)
-            table = results_table(records, method=method, latest_per_observation=latest)
+            records = list(store.records(method, None if status == "all" else status, group))
+        descriptions = column_descriptions(method, records)
+        table = results_table(
+            records, method=method, latest_per_observation=latest, descriptions=descriptions
+        )
         write_table(table, destination, chosen)
     if destination != "-":
         stderr_console().print(f"{len(table)} row(s) of {method}: {destination}", markup=False)
+
+
+def column_descriptions(method: str, records: list[RunRecord]) -> dict[str, str]:
+    """What the method says about its columns, for every group's options (a grid's label
+    names, say); nothing for a group whose model file is gone or a method not installed."""
+    from astra_cli.errors import AstraError
+    from astra_cli.methods.registry import load_method
+
+    described: dict[str, str] = {}
+    try:
+        method_class = load_method(method)
+    except AstraError:
+        return described
+    groups = {record.group_key: record.options for record in records}
+    for options in groups.values():
+        try:
+            described.update(method_class(**options).describe_columns())
+        except (AstraError, OSError, ValueError):
+            continue
+    return described

@@ -40,8 +40,10 @@ def results_table(
     *,
     method: str,
     latest_per_observation: bool = False,
+    descriptions: dict[str, str] | None = None,
 ) -> Any:
-    """An astropy Table of run records."""
+    """An astropy Table of run records; `descriptions` (column -> text) go beside the result
+    columns (ECSV descriptions, FITS TCOMMn)."""
     from astropy.table import MaskedColumn, Table
 
     from astra_cli.version import __version__  # package metadata: not at start-up
@@ -74,6 +76,9 @@ def results_table(
         columns[name] = _column(MaskedColumn, [(row.result or {}).get(name) for row in rows])
 
     table = Table(columns) if rows else Table(names=list(columns) or ["observation"])
+    for name, text in (descriptions or {}).items():
+        if name in table.colnames:
+            table[name].description = text
     groups = {row.group_key: row.options for row in rows}
     table.meta.update(
         {
@@ -116,6 +121,9 @@ def _write_fits(table: Any, destination: str) -> None:
 
     hdu = fits.table_to_hdu(_upper_case(table))
     hdu.name = "RESULTS"
+    for index, column in enumerate(table.itercols(), 1):
+        if column.description:
+            hdu.header[f"TCOMM{index}"] = column.description[:68]
     primary = fits.PrimaryHDU()
     header = primary.header
     header["ASTRAVER"] = (table.meta["astra_version"], "astra version that wrote this table")

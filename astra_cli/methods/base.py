@@ -240,6 +240,12 @@ class Method:
         say, so that a wrong file stops the invocation (exit code 2) instead of failing every
         run. Raise `astra_cli.errors.UsageError` with a message naming the file."""
 
+    def describe_columns(self) -> dict[str, str]:
+        """One line about result columns whose names do not say enough (the grid label a
+        column holds, say), for `astra results` to write beside them. Read headers only: it is
+        called when exporting, not in the workers."""
+        return {}
+
     def load_model(self) -> Any:
         """Load whatever is expensive (a grid, a trained model). Called once per group per
         worker process; the value is passed to every `analyse` call of that group."""

@@ -48,6 +48,16 @@ class Grid(Method):
 
         check_wavelengths(check_grid(self.grid), self.air_to_vacuum)
 
+    def describe_columns(self) -> dict[str, str]:
+        from astra_cli.io.grids import grid_header
+
+        grid = grid_header(self.grid)
+        described = {}
+        for label, column in zip(grid.labels, grid.columns, strict=True):
+            described[column] = f"grid label {label!r}"
+            described[f"e_{column}"] = f"error of grid label {label!r}"
+        return described
+
     def load_model(self) -> Any:
         from astra_cli.io.grids import read_grid
         from astra_cli.science.gridfit import PreparedGrid

@@ -24,7 +24,17 @@ from astra_cli.io.grids.model import GridData, Section, check_columns
 from astra_cli.io.grids.namelist import NamelistError
 from astra_cli.io.modelfiles import ModelFileError, file_kind, fits_headers, load_npz
 
-__all__ = ["FORMATS", "GridData", "check_grid", "grid_format", "read_grid", "write_grid"]
+__all__ = [
+    "FORMATS",
+    "GridData",
+    "check_grid",
+    "combine",
+    "format_by_name",
+    "grid_format",
+    "grid_header",
+    "read_grid",
+    "write_grid",
+]
 
 FORMATS = {
     "astra": "astra FITS grid (.fits): fast to load, memory-mapped",
@@ -32,6 +42,21 @@ FORMATS = {
     "ferre-ascii": "FERRE ASCII (a &SYNTH header and the models as text): read whole",
     "npz": "numpy .npz of plain arrays: read whole",
 }
+
+
+def format_by_name(path: str | os.PathLike[str]) -> str | None:
+    """The grid format a new file's name asks for: .fits (astra), .hdr (FERRE binary), .npz,
+    .dat (FERRE ASCII)."""
+    name = os.fspath(path).lower()
+    for endings, fmt in (
+        ((".fits", ".fit", ".fts"), "astra"),
+        ((".hdr",), "ferre-binary"),
+        ((".npz",), "npz"),
+        ((".dat", ".ferre"), "ferre-ascii"),
+    ):
+        if name.endswith(endings):
+            return fmt
+    return None
 
 
 def grid_format(path: str | os.PathLike[str]) -> str:
@@ -45,6 +70,18 @@ def grid_format(path: str | os.PathLike[str]) -> str:
 def read_grid(path: str | os.PathLike[str]) -> GridData:
     """The grid with its data (memory-mapped where the format allows)."""
     return _opened(path, with_data=True)
+
+
+def grid_header(path: str | os.PathLike[str]) -> GridData:
+    """The header alone, unchecked against the data (`values` is empty): for describing."""
+    fmt = grid_format(path)
+    try:
+        if fmt == "ferre-ascii":
+            header = ferre.read_header(path)
+            return ferre._grid(path, "FERRE ASCII", header, np.empty((0, 0), np.float32), None)
+    except (ferre.FerreGridError, NamelistError) as error:
+        raise ModelFileError(f"FERRE grid {path}: {error}") from None
+    return check_grid(path)
 
 
 def check_grid(path: str | os.PathLike[str]) -> GridData:
@@ -228,3 +265,35 @@ def _expanded(grid: GridData) -> GridData:
     for start in range(0, grid.n_nodes, 256):
         spectra[start : start + 256] = grid.pca.expand(grid.values[start : start + 256])
     return replace(grid, values=spectra, pca=None)
+
+
+def combine(grids: list[GridData]) -> GridData:
+    """Several grids of one lattice as one, their pixels one after the other (what FERRE does
+    with SYNTHFILE(1), SYNTHFILE(2), ...: each file adds its sections). Full grids only."""
+    from dataclasses import replace
+
+    first = grids[0]
+    for other in grids[1:]:
+        same = (
+            other.labels == first.labels
+            and other.shape == first.shape
+            and np.allclose(other.llimits, first.llimits, rtol=0, atol=1e-5)
+            and np.allclose(other.steps, first.steps, rtol=0, atol=1e-5)
+        )
+        if not same:
+            raise ModelFileError(
+                f"{other.path} has other labels, N_P, LLIMITS or STEPS than {first.path}; grids "
+                "are combined only on the same lattice, as FERRE requires"
+            )
+        if other.vacuum != first.vacuum:
+            raise ModelFileError(f"{other.path} and {first.path} differ in VACUUM")
+    if any(grid.pca is not None for grid in grids):
+        raise ModelFileError("PCA-compressed grids cannot be combined; convert each to full first")
+    sections, start = [], 0
+    for grid in grids:
+        for section in grid.sections:
+            sections.append(replace(section, start=start))
+            start += section.npix
+    values = np.hstack([np.asarray(grid.values, dtype=np.float32) for grid in grids])
+    path = " + ".join(grid.path for grid in grids)
+    return replace(first, path=path, sections=tuple(sections), values=values)

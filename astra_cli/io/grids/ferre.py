@@ -440,8 +440,8 @@ def header_text(grid: GridData) -> str:
         f" N_OF_DIM = {dims}",
         " N_P = " + " ".join(str(n) for n in grid.shape),
         *(f" LABEL({i}) = {_quoted(label)}" for i, label in enumerate(grid.labels, 1)),
-        " LLIMITS = " + " ".join(f"{value:.10g}" for value in grid.llimits),
-        " STEPS = " + " ".join(f"{value:.10g}" for value in grid.steps),
+        " LLIMITS = " + " ".join(_exact(value) for value in grid.llimits),
+        " STEPS = " + " ".join(_exact(value) for value in grid.steps),
     ]
     meta = [f" {key} = {_value_text(value)}" for key, value in grid.metadata.items()]
     vacuum = [] if grid.vacuum is None else [f" VACUUM = {int(grid.vacuum)}"]
@@ -467,12 +467,17 @@ def header_text(grid: GridData) -> str:
 def _section_lines(section: Section) -> list[str]:
     lines = [
         f" NPIX = {section.npix}",
-        f" WAVE = {section.wave[0]:.10g} {section.wave[1]:.10g}",
+        f" WAVE = {_exact(section.wave[0])} {_exact(section.wave[1])}",
         f" LOGW = {section.logw}",
     ]
     if section.resolution is not None:
         lines.append(f" RESOLUTION = {section.resolution:.10g}")
     return lines
+
+
+def _exact(value: float) -> str:
+    """The shortest text that reads back as exactly this float (Fortran reads `6e-06`)."""
+    return repr(float(value))
 
 
 def _quoted(text: str) -> str:
@@ -488,13 +493,13 @@ def _value_text(value: Any) -> str:
 
 
 def write_ascii(grid: GridData, path: str | os.PathLike[str]) -> None:
-    """FERRE ASCII, values to 7 significant digits (float32's precision)."""
+    """FERRE ASCII, values to 9 significant digits: every float32 reads back exactly."""
     with open(path, "w") as handle:
         handle.write(header_text(grid))
         _write_basis_text(grid, handle)
         for start in range(0, grid.n_nodes, 256):
             block = np.asarray(grid.values[start : start + 256], dtype=np.float64)
-            np.savetxt(handle, block, fmt="%.7g")
+            np.savetxt(handle, block, fmt="%.9g")
 
 
 def _write_basis_text(grid: GridData, handle: IO[str]) -> None:
