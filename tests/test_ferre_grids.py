@@ -524,3 +524,149 @@ def test_the_reference_header_is_read_as_ferre_reads_it():
         (4.217472, 6e-6),
     ]
     assert header.stored == 7214 and header.vacuum is True and not header.transposed
+
+
+# --- fitting options: cubic interpolation, fixed labels, pixel weights, the search --------------
+
+
+@pytest.fixture(scope="module")
+def cubic_sample(tmp_path_factory):
+    """FERRE's reference spectra fitted with cubic interpolation: a sample of 40."""
+    spectra = sorted((FERRE / "spectra").glob("apStar-*.fits"))[::-1][:40]
+    out = tmp_path_factory.mktemp("cubic") / "out"
+    summary = astra_cli.run(
+        "grid", spectra, output_dir=out, jobs=2, grid=FERRE / "grid" / "ferreref_nn_dwarfs.hdr",
+        interpolation="cubic",
+    )  # fmt: skip
+    assert summary.ok == len(spectra), summary.failures
+    with ResultsStore(out) as store:
+        return {Path(r.input_path).name: r.result for r in store.records()}
+
+
+def test_cubic_interpolation_is_as_good_as_ferres(cubic_sample):
+    """No worse than 1.2x FERRE's own cubic (INTER = 3) rms against the truth, on the same
+    spectra."""
+    truth = read_csv(FERRE / "spectra" / "truth.csv")
+    ferre = read_csv(FERRE / "ferre" / "ferre_E.csv")
+    for label, column in (("teff", "teff"), ("logg", "logg"), ("m_h", "metals")):
+        mine = np.array([r[column] - float(truth[n][label]) for n, r in cubic_sample.items()])
+        theirs = np.array([float(ferre[n][label]) - float(truth[n][label]) for n in cubic_sample])
+        rms, ferre_rms = np.sqrt(np.mean(mine**2)), np.sqrt(np.mean(theirs**2))
+        assert rms <= 1.2 * ferre_rms, f"{label}: astra rms {rms:.4g}, FERRE {ferre_rms:.4g}"
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "cubic"])
+def test_errors_describe_the_true_scatter(reference_answers, cubic_sample, interpolation):
+    """rms of (fit - truth) / error between 0.7 and 1.5 for every label."""
+    truth = read_csv(FERRE / "spectra" / "truth.csv")
+    answers = (
+        cubic_sample if interpolation == "cubic" else reference_answers["ferreref_nn_dwarfs.hdr"]
+    )
+    for label, column in (("teff", "teff"), ("logg", "logg"), ("m_h", "metals")):
+        pulls = [
+            (r[column] - float(truth[n][label])) / r[f"e_{column}"] for n, r in answers.items()
+        ]
+        rms = float(np.sqrt(np.mean(np.square(pulls))))
+        assert 0.7 <= rms <= 1.5, f"{label}: rms pull {rms:.3g}"
+
+
+def test_a_fixed_label_stays_and_the_others_are_fitted(spectra, fits_answers, grids, tmp_path):
+    answers = fit(grids["fits"], spectra, tmp_path, fix="logg=2.5")
+    for name, result in answers.items():
+        assert result["logg"] == 2.5 and result["e_logg"] == 0.0
+        assert result["e_teff"] > 0 and result["e_metals"] > 0
+        assert result["teff"] != fits_answers[name]["teff"]  # fitted again, with logg held
+        assert abs(result["teff"] - fits_answers[name]["teff"]) < 300
+
+
+def test_weights_that_leave_one_window_fit_that_window_alone(
+    spectra, fits_answers, grids, base_grid, tmp_path
+):
+    weights = np.zeros(base_grid.npix)
+    weights[3000:3600] = 1.0  # 600 pixels of the green chip
+    path = tmp_path / "window.txt"
+    np.savetxt(path, weights)
+    answers = fit(grids["fits"], spectra, tmp_path, weights=path)
+    for name, result in answers.items():
+        assert result["n_pixels"] <= 600
+        assert result["teff"] != pytest.approx(fits_answers[name]["teff"], rel=1e-4)
+        assert result["e_teff"] > fits_answers[name]["e_teff"], "fewer pixels, larger errors"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--fix", "gravity=3", "'gravity=3' is not LABEL=VALUE with a label of"),
+        ("--fix", "logg=9", "logg=9 is outside the grid (2 to 3)"),
+        ("--fix", "teff=5000,logg=2.5,metals=0", "every label is fixed"),
+        ("--interpolation", "spline", "'spline' is not one of"),
+    ],
+)
+def test_bad_fitting_options_are_refused(spectra, grids, tmp_path, option, value, message):
+    result = runner.invoke(
+        app, ["analyse", "grid", str(spectra[0]), "--grid", str(grids["fits"]), option, value,
+              "-o", str(tmp_path / "out")], env={"COLUMNS": "300"},
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.stderr.split())
+
+
+def test_a_large_grid_is_searched_through_a_coarse_lattice(
+    spectra, fits_answers, grids, tmp_path, monkeypatch
+):
+    """A grid above FULL_SEARCH_NODES is compared with a coarse lattice of its nodes, then
+    refined from several starts over the full grid: here the test grid made "large" finds the
+    same minimum as the full search."""
+    from astra_cli.science import gridfit
+
+    monkeypatch.setattr(gridfit, "FULL_SEARCH_NODES", 100)
+    monkeypatch.setattr(gridfit, "COARSE_NODES", 40)
+    out = tmp_path / "coarse"
+    summary = astra_cli.run(
+        "grid", spectra, output_dir=out, jobs=1, backend="sequential", grid=grids["fits"]
+    )
+    assert summary.ok == len(spectra)
+    with ResultsStore(out) as store:
+        answers = {Path(r.input_path).name: r.result for r in store.records()}
+    for name, expected in fits_answers.items():
+        assert answers[name]["teff"] == pytest.approx(
+            expected["teff"], abs=0.05 * expected["e_teff"]
+        )
+    prepared, _ = load_prepared(grids["fits"])
+    assert prepared.search_nodes is not None and len(prepared.search_nodes) <= 40
+    assert "coarse lattice" in prepared.describe_search()
+
+
+def load_prepared(path):
+    from astra_cli.methods.grid import Grid
+
+    return Grid(grid=path).load_model()
+
+
+def test_the_plan_says_how_the_grid_will_be_searched(spectra, grids, tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "plan",
+            "grid",
+            str(spectra[0]),
+            "--grid",
+            str(grids["fits"]),
+            "-o",
+            str(tmp_path),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (group,) = json.loads(result.stdout)["groups"]
+    assert group["notes"] == ["search: chi-square against all 175 nodes, then refinement"]
+
+
+def test_the_worker_keeps_no_copy_of_a_mapped_grid(grids):
+    """Nothing the size of the grid is converted or copied: the map is all there is."""
+    prepared, _ = load_prepared(grids["binary"])
+    grid_bytes = prepared.grid.data.values.nbytes
+    assert isinstance(prepared.grid.data.values, np.memmap)
+    held = [v for v in vars(prepared).values() if isinstance(v, np.ndarray)]
+    held += [v for v in vars(prepared.grid).values() if isinstance(v, np.ndarray)]
+    assert all(array.nbytes < grid_bytes / 10 for array in held)

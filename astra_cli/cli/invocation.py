@@ -7,6 +7,7 @@ A command that lacks an option (`astra status` has no `--backend`) gets its defa
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -86,7 +87,8 @@ def split_arguments(values: dict[str, Any]) -> Invocation:
         elif name.startswith(METHOD_PREFIX):
             if value is not None:
                 option = name.removeprefix(METHOD_PREFIX)
-                method_options[option] = value if isinstance(value, list) else [value]
+                given = value if isinstance(value, list) else [value]
+                method_options[option] = [_plain(item) for item in given]
         elif value is not None:
             common[name] = value
     return Invocation(
@@ -96,6 +98,11 @@ def split_arguments(values: dict[str, Any]) -> Invocation:
         running=_given(RunOptions, common),
         report=_given(ReportOptions, common),
     )
+
+
+def _plain(value: Any) -> Any:
+    """An option value as the method takes it: the value of an Enum member (choices)."""
+    return value.value if isinstance(value, enum.Enum) else value
 
 
 def _given(kind: type[T], values: dict[str, Any], **extra: Any) -> T:

@@ -8,9 +8,10 @@ entry-point metadata; a method's module is imported only when its command is bui
 
 from __future__ import annotations
 
+import enum
 import inspect
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
@@ -41,7 +42,9 @@ def _method_parameter(param: Param, panel: str) -> inspect.Parameter:
         return _keyword(name, bool | None, option)
     value_type: Any = param.type
     if param.choices is not None:
-        value_type = Literal[tuple(param.choices)]
+        # Typer takes lists of an Enum, not of a Literal; split_arguments unwraps the values.
+        members = [(str(choice), str(choice)) for choice in param.choices]
+        value_type = enum.Enum(f"{param.name}_choices", members, type=str)  # type: ignore[misc,no-redef]
     option = typer.Option(
         param.flag, help=option_help(param), metavar=param.metavar, rich_help_panel=panel,
         show_default=False,

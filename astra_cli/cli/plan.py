@@ -56,6 +56,7 @@ def plan_as_dict(plan: Plan) -> dict[str, Any]:
                 "skipped_failed": group.skipped_failed,
                 "to_run": len(group.observations),
                 "chunks": sizes.get(group.key, []),
+                "notes": group.notes,
             }
             for group in plan.groups
         ],
@@ -84,7 +85,11 @@ def render_plan(plan: Plan) -> None:
             str(group["to_run"]),
             str(len(group["chunks"])),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for group in details:
+        for note in group["notes"]:
+            console.print(f"group {group['key']}: {note}", markup=False, highlight=False)
     if plan.skipped_failed:
         stderr_console().print(
             f"{plan.skipped_failed} run(s) failed before and will not be retried "

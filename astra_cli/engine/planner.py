@@ -93,6 +93,8 @@ class Group:
     requested: int = 0
     already_done: int = 0
     skipped_failed: int = 0
+    notes: list[str] = field(default_factory=list)
+    """What the method says about how it will analyse this group (`Method.plan_notes`)."""
 
     def describe(self) -> str:
         """`grid continuum_order=4 grid=/models/grid.fits`: the method and what sets the group
@@ -189,6 +191,7 @@ def make_plan(
         key = group_key(method_class.name, method_class.version, significant)
         if key not in groups:
             groups[key] = Group(key, method_class.name, method.options, significant)
+            groups[key].notes = method.plan_notes()
             requested[key] = {}
         runs = requested[key]
         for observation in request.observations:

@@ -240,6 +240,11 @@ class Method:
         say, so that a wrong file stops the invocation (exit code 2) instead of failing every
         run. Raise `astra_cli.errors.UsageError` with a message naming the file."""
 
+    def plan_notes(self) -> list[str]:
+        """Lines about how this group will be analysed, for `astra plan` (a grid's search, say).
+        Read headers only."""
+        return []
+
     def describe_columns(self) -> dict[str, str]:
         """One line about result columns whose names do not say enough (the grid label a
         column holds, say), for `astra results` to write beside them. Read headers only: it is

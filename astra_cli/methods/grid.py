@@ -36,6 +36,28 @@ class Grid(Method):
 
     grid = Param(type=Path, help="Model grid: astra FITS, FERRE ASCII or binary (.hdr), or .npz.")
     continuum_order = Param(4, help="Polynomial order of the continuum fitted to each chip.")
+    interpolation = Param(
+        "linear",
+        choices=("linear", "cubic"),
+        help="Between the grid's nodes: multilinear, or cubic (FERRE's INTER = 3: Catmull-Rom, "
+        "quadratic in the first and last cells).",
+    )
+    starts = Param(
+        0,
+        help="Refinements per spectrum, each from one of its best nodes; 0 chooses: 1 for "
+        "grids searched node by node, 3 for large grids searched through a coarse lattice.",
+    )
+    fix = Param(
+        "",
+        help="Labels held at a value instead of fitted, LABEL=VALUE[,LABEL=VALUE] (result "
+        "column names: logg=4.5). A manifest column `fix` gives each row its own.",
+    )
+    weights = Param(
+        None,
+        type=Path,
+        help="Per-pixel weights on the grid's pixels (FERRE's FILTERFILE: one number per pixel, "
+        "as text): they multiply the inverse variance, so 0 leaves a pixel out (element windows).",
+    )
     air_to_vacuum = Param(
         False,
         help="The grid's wavelengths are in air (VACUUM = 0, or not stated in a FERRE "
@@ -46,7 +68,26 @@ class Grid(Method):
     def validate(self) -> None:
         from astra_cli.io.grids import check_grid
 
-        check_wavelengths(check_grid(self.grid), self.air_to_vacuum)
+        grid = check_grid(self.grid)
+        check_wavelengths(grid, self.air_to_vacuum)
+        fixed_labels(grid, self.fix)
+        if self.weights is not None:
+            read_weights(self.weights, grid.npix)
+        if self.starts < 0:
+            raise UsageError(f"option {spelling().option('starts')} must be 0 or more")
+
+    def plan_notes(self) -> list[str]:
+        from astra_cli.io.grids import grid_header
+        from astra_cli.science.gridfit import COARSE_NODES, FULL_SEARCH_NODES, STARTS_COARSE
+
+        nodes = grid_header(self.grid).n_nodes
+        if nodes <= FULL_SEARCH_NODES:
+            return [f"search: chi-square against all {nodes} nodes, then refinement"]
+        starts = self.starts or STARTS_COARSE
+        return [
+            f"search: a coarse lattice of about {COARSE_NODES} of {nodes} nodes, then "
+            f"refinement from the best {starts}"
+        ]
 
     def describe_columns(self) -> dict[str, str]:
         from astra_cli.io.grids import grid_header
@@ -60,24 +101,35 @@ class Grid(Method):
 
     def load_model(self) -> Any:
         from astra_cli.io.grids import read_grid
-        from astra_cli.science.gridfit import PreparedGrid
+        from astra_cli.science.gridfit import FitSettings, PreparedGrid
         from astra_cli.science.grids import ModelGrid
 
         data = read_grid(self.grid)
         check_wavelengths(data, self.air_to_vacuum)
-        return PreparedGrid.from_grid(ModelGrid.from_data(data, air_to_vacuum=self.air_to_vacuum))
+        prepared = PreparedGrid.from_grid(
+            ModelGrid.from_data(data, air_to_vacuum=self.air_to_vacuum)
+        )
+        settings = FitSettings(
+            continuum_order=self.continuum_order,
+            interpolation=self.interpolation,
+            starts=self.starts,
+            fixed=fixed_labels(data, self.fix),
+            weights=None if self.weights is None else read_weights(self.weights, data.npix),
+        )
+        return prepared, settings
 
     def analyse_batch(self, model: Any, spectra: Sequence[Spectrum]) -> list[dict[str, Any]]:
         import numpy as np
 
         from astra_cli.science.gridfit import fit_batch
 
+        prepared, settings = model
         return fit_batch(
-            model,
+            prepared,
             [spectrum.wavelength for spectrum in spectra],
             [spectrum.flux for spectrum in spectra],
             [np.where(spectrum.bad, 0.0, spectrum.ivar) for spectrum in spectra],
-            continuum_order=self.continuum_order,
+            settings=settings,
         )
 
 
@@ -99,3 +151,49 @@ def check_wavelengths(grid: GridData, air_to_vacuum: bool) -> None:
         f"apVisit spectra are in vacuum: give {option} to convert the grid, or add "
         "VACUUM = 1 to its header if its wavelengths are in vacuum"
     )
+
+
+def fixed_labels(grid: GridData, text: str) -> dict[int, float]:
+    """`logg=4.5,m_h=0` -> {label index: value}, labels by result column or by their name in
+    the grid; each value inside the grid."""
+    option = f"option {spelling().option('fix')}"
+    fixed: dict[int, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        names = {column: d for d, column in enumerate(grid.columns)}
+        names.update({label.lower(): d for d, label in enumerate(grid.labels)})
+        index = names.get(name.strip().lower())
+        if not sep or index is None:
+            raise UsageError(
+                f"{option}: {item!r} is not LABEL=VALUE with a label of {grid.path} "
+                f"({', '.join(grid.columns)})"
+            )
+        try:
+            number = float(value)
+        except ValueError:
+            raise UsageError(f"{option}: {value!r} is not a number") from None
+        low, high = float(grid.llimits[index]), float(grid.upper[index])
+        if not low <= number <= high:
+            raise UsageError(
+                f"{option}: {grid.columns[index]}={number:g} is outside the grid ({low:g} to "
+                f"{high:g})"
+            )
+        fixed[index] = number
+    if len(fixed) == len(grid.labels):
+        raise UsageError(f"{option}: every label is fixed; leave at least one free")
+    return fixed
+
+
+def read_weights(path: str | Path, npix: int) -> Any:
+    """A weights file: `npix` non-negative numbers as text, some positive."""
+    import numpy as np
+
+    try:
+        values = np.loadtxt(path, dtype=float, ndmin=1).ravel()
+    except ValueError as error:
+        raise UsageError(f"weights file {path}: {error}") from None
+    if values.size != npix:
+        raise UsageError(f"weights file {path}: {values.size} values, the grid has {npix} pixels")
+    if not np.all(np.isfinite(values)) or np.any(values < 0) or not np.any(values > 0):
+        raise UsageError(f"weights file {path}: weights must be finite, >= 0, and not all 0")
+    return values

@@ -115,10 +115,23 @@ def normalise(
     return flux * inverse, np.where(usable, ivar * continuum**2, 0.0)
 
 
-def weighted_fit(design: np.ndarray, values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Least-squares coefficients (B, K) of `design` (P, K) for each row of values (B, P)."""
+def design_products(design: np.ndarray) -> np.ndarray:
+    """Each pixel's outer product of its design row, (P, K*K): what `weighted_fit` sums with
+    the weights; worth keeping where one design is fitted many times."""
     k = design.shape[1]
-    outer = (design[:, :, None] * design[:, None, :]).reshape(len(design), k * k)
+    return (design[:, :, None] * design[:, None, :]).reshape(len(design), k * k)
+
+
+def weighted_fit(
+    design: np.ndarray,
+    values: np.ndarray,
+    weights: np.ndarray,
+    products: np.ndarray | None = None,
+) -> np.ndarray:
+    """Least-squares coefficients (B, K) of `design` (P, K) for each row of values (B, P);
+    `products` is `design_products(design)`, when at hand."""
+    k = design.shape[1]
+    outer = design_products(design) if products is None else products
     normal = (weights @ outer).reshape(-1, k, k)  # one matrix product for the whole batch
     rhs = (weights * values) @ design
     # A tiny ridge keeps a chip with almost no usable pixels solvable (its fit is then flat).

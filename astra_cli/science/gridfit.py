@@ -1,20 +1,34 @@
 """Fitting spectra with a grid of models, as FERRE does.
 
-For a whole chunk at once: continuum-normalise every spectrum, compute chi-square against every
-node of the grid as two matrix products (B x P times P x N), re-derive each continuum against
-its best node, then refine each spectrum's labels by minimising chi-square over the
-multilinearly interpolated grid (Levenberg-Marquardt with the interpolation's exact
-derivatives). Uncertainties come from the curvature of chi-square at the minimum.
+For a whole chunk at once: continuum-normalise every spectrum per segment (a grid section, cut
+at APOGEE's chip gaps), find the nodes of least chi-square as matrix products for the whole
+chunk, re-derive each continuum against its best node and look again; then, for each spectrum
+and from each of its best few nodes, minimise chi-square over the interpolated grid by
+Levenberg-Marquardt with the interpolation's exact derivatives, the continuum refitted to every
+trial model (FERRE's CONT = -1: a polynomial through flux / model). The start of least
+chi-square wins.
+
+The search: a grid of up to FULL_SEARCH_NODES nodes is searched whole; a larger one through a
+coarse lattice of about COARSE_NODES of its nodes (every k-th node in each label), so that the
+cost per spectrum does not grow with the grid and only a small, private copy of the coarse
+nodes is made; the refinement then walks the full grid from the best coarse nodes (FERRE's
+NRUNS idea: several starts).
+
+Uncertainties come from the curvature of chi-square at the minimum, marginalised over the
+continuum coefficients, and scaled up by sqrt(reduced chi-square) when the fit is worse than
+the noise says (the model then does not describe the spectrum to its noise).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from astra_cli.science.continuum import (
     continuum_segments,
+    design_products,
     normalise,
     segment_designs,
     weighted_fit,
@@ -33,23 +47,98 @@ FLAG_INVALID_NODE = 8
 
 LOW_SNR = 10.0
 MAX_ITERATIONS = 60
+CONVERGED_STEP = 1e-3
+"""A step smaller than this part of a node spacing in every label ends the refinement (0.2 K
+on a 200 K grid: far below any fit's uncertainty)."""
 CONTINUUM_ROUNDS = 1
+FULL_SEARCH_NODES = 4000
+"""Grids with up to this many nodes are searched node by node: cheaper than the refinement."""
+COARSE_NODES = 1000
+"""About how many nodes the coarse search of a larger grid compares each spectrum with."""
+STARTS_FULL, STARTS_COARSE = 1, 3
+"""Refinements per spectrum by default: from the best node of a full search (the best of all
+nodes), from the best 3 of a coarse one (the best coarse node's basin may not hold the
+minimum)."""
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    continuum_order: int = 4
+    interpolation: str = "linear"
+    starts: int = 0
+    """Refinements per spectrum, from its best nodes; 0 for STARTS_FULL or STARTS_COARSE."""
+    fixed: dict[int, float] = field(default_factory=dict)
+    """Label index -> value it is held at."""
+    weights: np.ndarray | None = None
+    """Per model pixel, multiplying the inverse variance (FERRE's FILTERFILE)."""
 
 
 @dataclass(frozen=True)
 class PreparedGrid:
-    """A grid ready for fitting: its model, the label values of its nodes, and the segments
-    of model pixels that each get their own continuum (its sections, cut at APOGEE's chip
-    gaps). Holds no copy of the node spectra: they are read block by block."""
+    """A grid ready for fitting: its model, the label values of its nodes, the segments of
+    model pixels that each get their own continuum, and the nodes the search compares every
+    spectrum with. Holds no copy of the node spectra but the coarse nodes' (if any)."""
 
     grid: ModelGrid
     node_labels: np.ndarray
     segments: list[slice]
+    search_nodes: np.ndarray | None = None
+    """Storage indices of the coarse lattice; None when every node is searched."""
+    search_spectra: np.ndarray | None = None
+    search_spacing: np.ndarray | None = None
+    """Label distance between neighbouring searched nodes (the steps, or the coarse ones)."""
 
     @classmethod
     def from_grid(cls, grid: ModelGrid) -> PreparedGrid:
         ranges = [(section.start, section.stop) for section in grid.sections]
-        return cls(grid, grid.node_labels(), continuum_segments(grid.wavelength, ranges))
+        segments = continuum_segments(grid.wavelength, ranges)
+        labels = grid.node_labels()
+        if grid.n_nodes <= FULL_SEARCH_NODES:
+            return cls(grid, labels, segments, search_spacing=grid.steps)
+        nodes, strides = coarse_lattice(grid.shape, COARSE_NODES)
+        if grid.invalid_nodes is not None:
+            nodes = nodes[~grid.invalid_nodes[nodes]]
+        spectra = np.vstack([grid.node_spectra(n, n + 1, np.float32) for n in nodes])
+        return cls(grid, labels, segments, nodes, spectra, grid.steps * np.array(strides))
+
+    def describe_search(self, starts: int = 0) -> str:
+        """What the search does with this grid, for `astra plan`."""
+        starts = starts or (STARTS_FULL if self.search_nodes is None else STARTS_COARSE)
+        refine = (
+            f"then Levenberg-Marquardt from the best {starts}"
+            if starts > 1
+            else ("then Levenberg-Marquardt from the best")
+        )
+        if self.search_nodes is None:
+            return f"chi-square against all {self.grid.n_nodes} nodes, {refine}"
+        return (
+            f"chi-square against a coarse lattice of {len(self.search_nodes)} of the grid's "
+            f"{self.grid.n_nodes} nodes, {refine}"
+        )
+
+
+def coarse_lattice(shape: tuple[int, ...], target: int) -> tuple[np.ndarray, list[int]]:
+    """Storage indices of every k-th node in each label (the first and last always), with the
+    strides as even as possible and about `target` nodes in all; and the strides."""
+    strides = [1] * len(shape)
+
+    def count() -> int:
+        return math.prod(len(_every(n, k)) for n, k in zip(shape, strides, strict=True))
+
+    while count() > target:
+        # Coarsen the label whose nodes are then still the densest.
+        candidates = [d for d, n in enumerate(shape) if len(_every(n, strides[d])) > 2]
+        if not candidates:
+            break
+        d = max(candidates, key=lambda d: len(_every(shape[d], strides[d])))
+        strides[d] += 1
+    axes = [_every(n, k) for n, k in zip(shape, strides, strict=True)]
+    mesh = np.meshgrid(*axes, indexing="ij")
+    return np.ravel_multi_index(tuple(axis.ravel() for axis in mesh), shape), strides
+
+
+def _every(n: int, k: int) -> np.ndarray:
+    return np.unique(np.append(np.arange(0, n, k), n - 1))
 
 
 def fit_batch(
@@ -58,7 +147,8 @@ def fit_batch(
     fluxes: list[np.ndarray],
     ivars: list[np.ndarray],
     *,
-    continuum_order: int,
+    continuum_order: int = 4,
+    settings: FitSettings | None = None,
 ) -> list[dict[str, float | int]]:
     """Fit B spectra; one result dict per spectrum.
 
@@ -66,6 +156,7 @@ def fit_batch(
     apStar spectra are on an APOGEE grid); pixels outside every section of the grid take no
     part.
     """
+    settings = settings or FitSettings(continuum_order=continuum_order)
     grid = prepared.grid
     target = grid.wavelength
     flux = np.empty((len(fluxes), grid.npix))
@@ -76,22 +167,43 @@ def fit_batch(
             flux[i], ivar[i] = f[on_model], v[on_model]
         else:
             flux[i], ivar[i] = resample(w, f, v, target)
+    if settings.weights is not None:
+        ivar *= settings.weights
 
-    segments = prepared.segments
-    y, w = normalise(target, flux, ivar, order=continuum_order, segments=segments)
-    best = _best_nodes(prepared, y, w)
+    order, segments = settings.continuum_order, prepared.segments
+    y, w = normalise(target, flux, ivar, order=order, segments=segments)
+    candidates = _best_nodes(prepared, y, w, 1)
     for _ in range(CONTINUUM_ROUNDS):
-        models = np.vstack([grid.node_spectra(node, node + 1) for node in best])
-        y, w = normalise(target, flux, ivar, order=continuum_order, model=models, segments=segments)
-        best = _best_nodes(prepared, y, w)
+        models = np.vstack([grid.node_spectra(node, node + 1) for node in candidates[:, 0]])
+        y, w = normalise(target, flux, ivar, order=order, model=models, segments=segments)
+        starts = settings.starts or (
+            STARTS_FULL if prepared.search_nodes is None else STARTS_COARSE
+        )
+        candidates = _best_nodes(prepared, y, w, starts)
 
-    starts = prepared.node_labels[best]
-    designs = segment_designs(target, continuum_order, segments)
+    designs = [
+        (pixels, design, design_products(design))
+        for pixels, design in segment_designs(target, order, segments)
+    ]
+    free = [d for d in range(len(grid.shape)) if d not in settings.fixed]
+    spacing = prepared.search_spacing if prepared.search_spacing is not None else grid.steps
     results = []
     for i in range(len(flux)):
-        problem = _ContinuumFit(flux[i], ivar[i], designs)
-        fit, converged = _refine(grid, problem, starts[i])
-        results.append(_result(grid, problem, fit, converged))
+        problem = _ContinuumFit(flux[i], ivar[i], designs, settings.interpolation)
+        best: tuple[_Evaluation, bool] | None = None
+        reached: list[np.ndarray] = []
+        for node in candidates[i]:
+            start = prepared.node_labels[node].copy()
+            for d, value in settings.fixed.items():
+                start[d] = value
+            if any(np.all(np.abs(end - start) <= spacing) for end in reached):
+                continue  # a refinement already ended next to this start: its basin is known
+            found = _refine(grid, problem, start, free)
+            reached.append(found[0].labels)
+            if best is None or found[0].chi2 < best[0].chi2:
+                best = found
+        assert best is not None
+        results.append(_result(grid, problem, *best, free))
     return results
 
 
@@ -110,24 +222,39 @@ def _on_model_pixels(wavelength: np.ndarray, target: np.ndarray) -> np.ndarray |
     return None
 
 
-def _best_nodes(prepared: PreparedGrid, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Index of the node with the least chi-square for each spectrum: chi2 = sum(w y^2)
-    - 2 (w y) M^T + w (M^2)^T, as matrix products for the whole batch, block by block of
-    nodes. Nodes the grid marks invalid are never chosen."""
+def _best_nodes(prepared: PreparedGrid, y: np.ndarray, w: np.ndarray, count: int) -> np.ndarray:
+    """Storage indices (B, count) of each spectrum's nodes of least chi-square, best first:
+    chi2 = sum(w y^2) - 2 (w y) M^T + w (M^2)^T, as matrix products for the whole batch, block
+    by block of the searched nodes, in float32 as the grids are stored (the search only ranks
+    nodes; the refinement computes chi-square in full precision). Nodes the grid marks invalid
+    are never chosen."""
     grid = prepared.grid
-    wy, base = w * y, (w * y * y).sum(axis=1)
-    best = np.zeros(len(y), dtype=int)
-    least = np.full(len(y), np.inf)
-    for start, stop in grid.node_blocks():
-        nodes = grid.node_spectra(start, stop)
-        chi2 = base[:, None] - 2.0 * wy @ nodes.T + w @ (nodes * nodes).T
+    wy = (w * y).astype(np.float32)
+    w32 = w.astype(np.float32)
+    base = (w * y * y).sum(axis=1)
+    rows = np.arange(len(y))[:, None]
+    best = np.zeros((len(y), 0), dtype=int)
+    least = np.zeros((len(y), 0))
+    for nodes, indices in _searched_blocks(prepared):
+        chi2 = base[:, None] - 2.0 * (wy @ nodes.T) + w32 @ (nodes * nodes).T
         if grid.invalid_nodes is not None:
-            chi2[:, grid.invalid_nodes[start:stop]] = np.inf
-        here = np.argmin(chi2, axis=1)
-        value = chi2[np.arange(len(y)), here]
-        better = value < least
-        best[better], least[better] = start + here[better], value[better]
+            chi2[:, grid.invalid_nodes[indices]] = np.inf
+        merged_chi2 = np.hstack([least, chi2])
+        merged = np.hstack([best, np.broadcast_to(indices, chi2.shape)])
+        keep = np.argsort(merged_chi2, axis=1, kind="stable")[:, :count]
+        best, least = merged[rows, keep], merged_chi2[rows, keep]
     return best
+
+
+def _searched_blocks(prepared: PreparedGrid) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(float32 node spectra, their storage indices), block by block."""
+    if prepared.search_spectra is not None and prepared.search_nodes is not None:
+        return [(prepared.search_spectra, prepared.search_nodes)]
+    grid = prepared.grid
+    return [
+        (grid.node_spectra(start, stop, np.float32), np.arange(start, stop))
+        for start, stop in grid.node_blocks()
+    ]
 
 
 @dataclass
@@ -147,54 +274,66 @@ class _ContinuumFit:
     so that no line of the model can bias it."""
 
     def __init__(
-        self, flux: np.ndarray, ivar: np.ndarray, designs: list[tuple[slice, np.ndarray]]
+        self,
+        flux: np.ndarray,
+        ivar: np.ndarray,
+        designs: list[tuple[slice, np.ndarray, np.ndarray]],
+        interpolation: str,
     ) -> None:
         self.flux, self.ivar, self.designs = flux, ivar, designs
+        self.interpolation = interpolation
 
     def continuum(self, model: np.ndarray) -> np.ndarray:
         continuum = np.zeros_like(model)
         safe = np.where(model > 0, model, 1.0)
-        for pixels, design in self.designs:
+        for pixels, design, products in self.designs:
             m = safe[pixels]
             weights = np.where(model[pixels] > 0, self.ivar[pixels], 0.0) * m * m
-            coefficients = weighted_fit(design, (self.flux[pixels] / m)[None], weights[None])
+            values = (self.flux[pixels] / m)[None]
+            coefficients = weighted_fit(design, values, weights[None], products)
             continuum[pixels] = coefficients[0] @ design.T
         return continuum
 
     def evaluate(self, grid: ModelGrid, labels: np.ndarray) -> _Evaluation:
-        model, gradient = grid.interpolate(labels)
+        model, gradient = grid.interpolate(labels, self.interpolation)
         continuum = self.continuum(model)
         residual = self.flux - continuum * model
         return _Evaluation(
             labels, model, gradient, continuum, float(np.sum(self.ivar * residual**2))
         )
 
-    def covariance(self, fit: _Evaluation) -> np.ndarray:
-        """Of the labels, with every continuum coefficient free too (marginalised over them):
-        the inverse of J^T W J for the labels and the coefficients together."""
-        columns = [fit.continuum[:, None] * fit.gradient]
-        for pixels, design in self.designs:
+    def covariance(self, fit: _Evaluation, free: list[int]) -> np.ndarray:
+        """Of the free labels, with every continuum coefficient free too (marginalised over
+        them): the inverse of J^T W J for the labels and the coefficients together."""
+        columns = [fit.continuum[:, None] * fit.gradient[:, free]]
+        for pixels, design, _ in self.designs:
+            if not np.any(self.ivar[pixels] > 0):
+                continue  # no data there (weights of 0): its continuum is not a parameter
             block = np.zeros((fit.model.size, design.shape[1]))
             block[pixels] = fit.model[pixels, None] * design
             columns.append(block)
         jacobian = np.hstack(columns)
         curvature = jacobian.T @ (jacobian * self.ivar[:, None])
-        dims = fit.gradient.shape[1]
+        dims = len(free)
         try:
             return np.linalg.inv(curvature)[:dims, :dims]
         except np.linalg.LinAlgError:
             return np.full((dims, dims), np.nan)
 
 
-def _refine(grid: ModelGrid, problem: _ContinuumFit, start: np.ndarray) -> tuple[_Evaluation, bool]:
-    """Levenberg-Marquardt over the interpolated grid, within its limits, with the continuum
-    refitted at every step."""
+def _refine(
+    grid: ModelGrid, problem: _ContinuumFit, start: np.ndarray, free: list[int]
+) -> tuple[_Evaluation, bool]:
+    """Levenberg-Marquardt over the free labels of the interpolated grid, within its limits,
+    with the continuum refitted at every step."""
     lower, upper = grid.llimits, grid.upper
     fit = problem.evaluate(grid, np.clip(np.asarray(start, dtype=float), lower, upper))
+    if not free:
+        return fit, True
     damping = 1e-3
     converged = False
     for _ in range(MAX_ITERATIONS):
-        jacobian = fit.continuum[:, None] * fit.gradient
+        jacobian = fit.continuum[:, None] * fit.gradient[:, free]
         weighted = jacobian * problem.ivar[:, None]
         curvature = jacobian.T @ weighted
         slope = weighted.T @ (problem.flux - fit.continuum * fit.model)
@@ -203,9 +342,11 @@ def _refine(grid: ModelGrid, problem: _ContinuumFit, start: np.ndarray) -> tuple
             step = np.linalg.solve(scaled, slope)
         except np.linalg.LinAlgError:
             break
-        trial = problem.evaluate(grid, np.clip(fit.labels + step, lower, upper))
+        labels = fit.labels.copy()
+        labels[free] += step
+        trial = problem.evaluate(grid, np.clip(labels, lower, upper))
         if trial.chi2 <= fit.chi2:
-            small = np.all(np.abs(trial.labels - fit.labels) < 1e-4 * grid.steps)
+            small = np.all(np.abs(trial.labels - fit.labels) < CONVERGED_STEP * grid.steps)
             fit = trial
             damping = max(damping / 10.0, 1e-9)
             if small:
@@ -220,17 +361,19 @@ def _refine(grid: ModelGrid, problem: _ContinuumFit, start: np.ndarray) -> tuple
 
 
 def _result(
-    grid: ModelGrid, problem: _ContinuumFit, fit: _Evaluation, converged: bool
+    grid: ModelGrid, problem: _ContinuumFit, fit: _Evaluation, converged: bool, free: list[int]
 ) -> dict[str, float | int]:
     labels, flux, ivar = fit.labels, problem.flux, problem.ivar
     used = (ivar > 0) & (fit.continuum * fit.model > 0)
     n_pixels = int(used.sum())
     chi2 = fit.chi2
-    covariance = problem.covariance(fit)
+    rchi2 = chi2 / max(n_pixels - len(free), 1)
+    covariance = problem.covariance(fit, free) * max(rchi2, 1.0)
     snr = float(np.median(flux[ivar > 0] * np.sqrt(ivar[ivar > 0]))) if np.any(ivar > 0) else 0.0
     tolerance = 1e-3 * grid.steps
+    at_edge = (labels <= grid.llimits + tolerance) | (labels >= grid.upper - tolerance)
     flags = 0
-    if np.any(labels <= grid.llimits + tolerance) or np.any(labels >= grid.upper - tolerance):
+    if np.any(at_edge[free]):
         flags |= FLAG_GRID_EDGE
     if not converged:
         flags |= FLAG_NOT_CONVERGED
@@ -238,16 +381,11 @@ def _result(
         flags |= FLAG_LOW_SNR
     if grid.touches_invalid(labels):
         flags |= FLAG_INVALID_NODE
+    errors = np.zeros(len(labels))
+    errors[free] = np.sqrt(np.clip(np.diag(covariance), 0, None))
     result: dict[str, float | int] = {}
-    errors = np.sqrt(np.clip(np.diag(covariance), 0, None))
     for name, value, error in zip(grid.labels, labels, errors, strict=True):
         result[name] = float(value)
         result[f"e_{name}"] = float(error)
-    result.update(
-        chi2=chi2,
-        rchi2=chi2 / max(n_pixels - len(labels), 1),
-        n_pixels=n_pixels,
-        snr=snr,
-        flags=flags,
-    )
+    result.update(chi2=chi2, rchi2=rchi2, n_pixels=n_pixels, snr=snr, flags=flags)
     return result

@@ -85,12 +85,13 @@ class ModelGrid:
         axes = np.meshgrid(*(self.data.nodes(d) for d in range(len(self.shape))), indexing="ij")
         return np.stack([axis.ravel() for axis in axes], axis=1)
 
-    def node_spectra(self, start: int, stop: int) -> np.ndarray:
-        """Spectra of nodes start..stop-1, float64 (n, NPIX)."""
+    def node_spectra(self, start: int, stop: int, dtype: type = np.float64) -> np.ndarray:
+        """Spectra of nodes start..stop-1 (n, NPIX), in native byte order: no copy when the
+        grid is stored so (a mapped FERRE binary grid read as float32)."""
         block = self.data.values[start:stop]
         if self.data.pca is not None:
-            return self.data.pca.expand(block)
-        return np.asarray(block, dtype=np.float64)
+            return self.data.pca.expand(block).astype(dtype, copy=False)
+        return np.asarray(block, dtype=dtype)
 
     def node_blocks(self) -> list[tuple[int, int]]:
         return [
@@ -112,25 +113,44 @@ class ModelGrid:
         corners = base + _corner_offsets(len(self.shape))
         return np.ravel_multi_index(tuple(corners.T), self.shape)
 
-    def interpolate(self, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Multilinear interpolation at one label point (clipped to the grid): the model
-        spectrum (NPIX) and its derivatives with respect to each label (NPIX, D), which
-        multilinear interpolation gives exactly from the same 2**D corner spectra."""
+    def interpolate(
+        self, point: np.ndarray, method: str = "linear"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The model spectrum (NPIX) at one label point (clipped to the grid) and its exact
+        derivatives with respect to each label (NPIX, D).
+
+        linear
+            Multilinear between the cell's 2**D corners.
+        cubic
+            FERRE's INTER = 3 in each dimension: the Catmull-Rom cubic (a cubic Bezier whose
+            control points follow the neighbouring nodes) in the inner cells, a quadratic
+            Bezier in the first and last cells; linear where a label has only 2 nodes.
+        """
         base, fraction = self.cell(point)
-        offsets = _corner_offsets(len(self.shape))
-        corners = np.asarray(self.data.values[self.corner_indices(base)], dtype=np.float64)
-        factors = np.where(offsets == 1, fraction, 1.0 - fraction)  # (2**D, D)
-        weights = factors.prod(axis=1)
-        # d(weight)/d(label_d): the product of the other factors (prefix x suffix products),
-        # signed by the corner's side, per step.
-        ones = np.ones((len(factors), 1))
-        prefix = np.cumprod(np.hstack([ones, factors[:, :-1]]), axis=1)
-        suffix = np.cumprod(np.hstack([ones, factors[:, :0:-1]]), axis=1)[:, ::-1]
-        slopes = np.where(offsets == 1, 1.0, -1.0) * prefix * suffix / self.steps
-        values, derivatives = weights @ corners, (slopes.T @ corners).T
+        per_dimension = [
+            _weights(int(b), float(d), n, method)
+            for b, d, n in zip(base, fraction, self.shape, strict=True)
+        ]
+        indices = np.ravel_multi_index(
+            np.meshgrid(*(nodes for nodes, _, _ in per_dimension), indexing="ij"), self.shape
+        ).ravel()
+        weights = _outer([w for _, w, _ in per_dimension])
+        slopes = [
+            _outer(
+                [dw / self.steps[d] if d == j else w for d, (_, w, dw) in enumerate(per_dimension)]
+            )
+            for j in range(len(self.shape))
+        ]
+        order = np.argsort(indices)  # memory-map pages in file order
+        coefficients = np.vstack([weights, *slopes])[:, order]
+        nodes = self.data.values[indices[order]]
         if self.data.pca is not None:
+            combined = coefficients @ np.asarray(nodes, dtype=np.float64)
+            values, derivatives = combined[0], combined[1:].T
             return self.data.pca.expand(values)[0], self.data.pca.expand_derivatives(derivatives)
-        return values, derivatives
+        # One float32 product for the spectrum and its derivatives: the grid's own precision.
+        combined = coefficients.astype(np.float32) @ np.asarray(nodes, dtype=np.float32)
+        return combined[0].astype(np.float64), combined[1:].T.astype(np.float64)
 
     def touches_invalid(self, point: np.ndarray) -> bool:
         """Whether the cell of `point` has a corner the grid marks invalid."""
@@ -138,6 +158,45 @@ class ModelGrid:
             return False
         base, _ = self.cell(point)
         return bool(self.invalid_nodes[self.corner_indices(base)].any())
+
+
+INTERPOLATIONS = ("linear", "cubic")
+
+
+def _weights(cell: int, d: float, nodes: int, method: str) -> tuple[np.ndarray, ...]:
+    """One dimension: the nodes used, their weights, and the weights' derivatives by d."""
+    if method == "linear" or nodes < 3:
+        return np.array([cell, cell + 1]), np.array([1 - d, d]), np.array([-1.0, 1.0])
+    if cell == 0:  # quadratic Bezier on nodes 0, 1, 2
+        weights = [(1 - d) ** 2 + d * (1 - d) / 2, 2 * d - d * d, -d * (1 - d) / 2]
+        slopes = [-2 * (1 - d) + (1 - 2 * d) / 2, 2 - 2 * d, -(1 - 2 * d) / 2]
+        return np.arange(0, 3), np.array(weights), np.array(slopes)
+    if cell == nodes - 2:  # quadratic Bezier on the last three nodes
+        weights = [-d * (1 - d) / 2, 1 - d * d, d * d + d * (1 - d) / 2]
+        slopes = [-(1 - 2 * d) / 2, -2 * d, 2 * d + (1 - 2 * d) / 2]
+        return np.arange(nodes - 3, nodes), np.array(weights), np.array(slopes)
+    d2, d3 = d * d, d * d * d
+    weights = [
+        (-d + 2 * d2 - d3) / 2,
+        (2 - 5 * d2 + 3 * d3) / 2,
+        (d + 4 * d2 - 3 * d3) / 2,
+        (d3 - d2) / 2,
+    ]
+    slopes = [
+        (-1 + 4 * d - 3 * d2) / 2,
+        (-10 * d + 9 * d2) / 2,
+        (1 + 8 * d - 9 * d2) / 2,
+        (3 * d2 - 2 * d) / 2,
+    ]
+    return np.arange(cell - 1, cell + 3), np.array(weights), np.array(slopes)
+
+
+def _outer(factors: list[np.ndarray]) -> np.ndarray:
+    """The products of one factor from each list, in C order: weights of the node lattice."""
+    result = factors[0]
+    for factor in factors[1:]:
+        result = np.multiply.outer(result, factor)
+    return np.asarray(result).ravel()
 
 
 @functools.cache
