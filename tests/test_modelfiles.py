@@ -213,8 +213,9 @@ def fits_without_format_keywords(files, method, tmp_path):
 
 
 def wrong_model_kind(files, method, tmp_path):
-    """Another method's model: a Cannon model given as a grid, a grid as the others."""
-    return files.cannon_model if method == "grid" else files.grid_fits
+    """Another method's model: a Cannon model given as a grid or as RV templates (which may be
+    any grid or network), a grid as a Cannon model."""
+    return files.grid_fits if method == "cannon" else files.cannon_model
 
 
 def ferre_with_too_few_values(files, method, tmp_path):
@@ -268,7 +269,7 @@ UNUSABLE = [
     ("rv", truncated_fits_header),
     ("rv", fits_without_format_keywords),
     ("rv", wrong_model_kind),
-    ("rv", ferre_text_for_a_fits_model),
+    ("rv", ferre_without_synth),
 ]
 
 

@@ -16,23 +16,34 @@ class RadialVelocity(Method):
 
     Works on apStar and on apVisit (observed-frame) spectra. The best template is the one with
     the highest correlation peak; the peak is located to a fraction of a pixel. Columns: v_rad
-    and e_v_rad (km/s), ccf_peak (correlation at the peak), ccf_fwhm (km/s), template (index)
-    and the best template's labels (template_<label>), n_pixels, flags (1 peak at the edge of
-    the +-1000 km/s search, 2 no positive peak).
+    and e_v_rad (km/s), ccf_peak (correlation at the peak, 0-1), ccf_second_peak (the highest
+    other maximum), ccf_fwhm (km/s), template (index) and the best template's labels
+    (template_<label>), n_pixels, flags (1 peak at the edge of the +-1000 km/s search, 2 no
+    positive peak, 4 peak below 0.2: the templates do not match the spectrum, 8 a second peak
+    at least 0.8 of the first: ambiguous).
     """
 
-    templates = Param(type=Path, help="RV template set (FITS), e.g. from `astra demo`.")
+    version = "2"
+
+    templates = Param(
+        None,
+        type=Path,
+        help="Templates: an astra RV template set (FITS), or any grid or network to sample "
+        "templates from. Default: the built-in set, 66 FGKM giants and dwarfs made from a "
+        "physical model (El-Badry et al. 2018's Kurucz APOGEE emulator).",
+    )
     continuum_order = Param(4, help="Polynomial order of the continuum fitted to each chip.")
 
     def validate(self) -> None:
-        from astra_cli.science.ccf import check_templates
+        from astra_cli.science.ccf import check_model
 
-        check_templates(self.templates)
+        if self.templates is not None:
+            check_model(self.templates)
 
     def load_model(self) -> Any:
-        from astra_cli.science.ccf import read_templates
+        from astra_cli.science.ccf import load_templates
 
-        return read_templates(self.templates)
+        return load_templates(self.templates)
 
     def analyse(self, model: Any, spectrum: Spectrum) -> dict[str, Any]:
         import numpy as np
