@@ -22,7 +22,7 @@ def fails(*args: str) -> str:
 def test_unknown_method_names_the_closest_and_the_installed_ones(command, real_apvisits):
     message = fails(command, "gird", real_apvisits[0])
     assert "No such method 'gird' (did you mean 'grid'?)" in message
-    assert "Installed methods: cannon, grid, rv, snr" in message
+    assert "Installed methods: cannon, grid, payne, rv, snr" in message
     assert "`astra methods`" in message
 
 

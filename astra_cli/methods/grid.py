@@ -21,8 +21,7 @@ if TYPE_CHECKING:
 
 
 class Grid(Method):
-    """Stellar labels (the grid's: Teff, logg, [M/H], ...) by chi-square over a grid of model
-    spectra.
+    """Stellar labels (the grid's own: Teff, logg, [M/H]...) by chi-square over model spectra.
 
     Each spectrum is continuum-normalised per chip and grid section, compared with every node
     of the grid, then refined by interpolating the grid and minimising chi-square; errors come
