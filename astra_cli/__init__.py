@@ -3,21 +3,21 @@ options so that each model is loaded once per worker.
 
 Public API::
 
-    from astra_cli import Method, Param, Spectrum, run
+    from astra_cli import Method, Param, Spectrum, Upstream, run
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from astra_cli.methods.base import Method, Param
+from astra_cli.methods.base import Method, Param, Upstream
 
 if TYPE_CHECKING:
     from astra_cli.api import run
     from astra_cli.io.spectra import Spectrum
     from astra_cli.version import __version__
 
-__all__ = ["Method", "Param", "Spectrum", "__version__", "run"]
+__all__ = ["Method", "Param", "Spectrum", "Upstream", "__version__", "run"]
 
 
 def __getattr__(name: str) -> Any:

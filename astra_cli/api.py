@@ -17,6 +17,7 @@ from astra_cli.engine.planner import Plan, make_plan
 from astra_cli.engine.progress import Progress
 from astra_cli.engine.requests import check_prerequisites, request_sets
 from astra_cli.engine.runner import execute_plan
+from astra_cli.engine.upstream import upstream_plans
 from astra_cli.io.identifiers import IdentifierResolver, identifier_sources, observation_from_path
 from astra_cli.io.manifest import BadRowsError, ManifestRequests, read_manifests
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR, STORE_FILENAME, ResultsStore
@@ -102,6 +103,7 @@ def collect_inputs(
         file_format=file_format,
         hdu=hdu,
         stdin=stdin,
+        inputs=method_class.inputs,
     )
     if manifests.problems and not skip_bad_rows:
         raise BadRowsError(manifests.problems)
@@ -135,7 +137,7 @@ def prepare(
     sets = request_sets(method_class, observations, option_values, manifests)
     check_prerequisites(method_class, sets)
     with ResultsStore(output_dir) as store:
-        return make_plan(
+        plan = make_plan(
             method_class,
             sets,
             store.statuses,
@@ -146,6 +148,14 @@ def prepare(
             output_dir=str(store.output_dir),
             bad_rows=len(manifests.problems) if manifests else 0,
         )
+        plan.upstream = upstream_plans(
+            plan,
+            store.statuses,
+            jobs=resolve_jobs(jobs),
+            chunk_size=chunk_size,
+            retry_failed=retry_failed,
+        )
+        return plan
 
 
 def status(

@@ -8,6 +8,7 @@ depend on none of those layers.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,16 +23,41 @@ class Observation:
 
     key
         Its stable identity in the results store: `apStar:apred=...,obj=...,release=...` for an
-        identifier, `path:/absolute/file.fits` for a file named by path.
+        identifier, `path:/absolute/file.fits` for a file named by path; followed by
+        `|name=value` for each input it brings, which then is part of the run.
     path
         The file to read.
     identifiers
         The identifier's keys and values (empty for a path).
+    inputs
+        Values the observation brings to its method beside the file (a manifest's `v_rad`).
     """
 
     key: str
     path: str
     identifiers: tuple[tuple[str, str], ...] = ()
+    inputs: tuple[tuple[str, Any], ...] = ()
+
+    def with_inputs(self, inputs: tuple[tuple[str, Any], ...]) -> Observation:
+        """The same observation bringing these inputs (they become part of its key)."""
+        if not inputs:
+            return self
+        suffix = "".join(f"|{name}={value!r}" for name, value in inputs)
+        return Observation(self.key + suffix, self.path, self.identifiers, inputs)
+
+    @property
+    def observed_frame(self) -> bool:
+        """An apVisit spectrum (observed frame), by its identifier or its file's name; apStar
+        spectra are at rest."""
+        if self.key.startswith(("apVisit", "asVisit")):
+            return True
+        name = os.path.basename(self.path)
+        return self.key.startswith("path:") and name.startswith(("apVisit", "asVisit"))
+
+    @property
+    def bare_key(self) -> str:
+        """The key without its inputs: the observation as other methods know it."""
+        return self.key.split("|", 1)[0]
 
 
 @dataclass(slots=True)
@@ -108,6 +134,8 @@ class Summary:
     """SIGINT or SIGTERM when interrupted."""
     failures: list[dict[str, str]] = field(default_factory=list)
     """The first failures of this invocation: observation and error."""
+    upstream: list[Summary] = field(default_factory=list)
+    """What the methods run first did (`rv` for the velocities `grid` needs, say)."""
 
     @property
     def exit_code(self) -> ExitCode:

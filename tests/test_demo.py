@@ -55,8 +55,8 @@ def test_demo_run_through_the_cli_meets_every_target_and_writes_what_it_promises
     visits = read_csv(directory / "visits.csv")
     trained = read_csv(directory / "training.csv")
     assert (len(stars), len(visits), len(trained)) == (12, 12, 150)
-    assert {"obj", "teff", "logg", "m_h", "v_rad"} <= set(stars[0])
-    assert {"plate", "mjd", "fiber", "v_rad"} <= set(visits[0])
+    assert {"obj", "teff", "logg", "m_h", "true_v_rad"} <= set(stars[0])
+    assert {"plate", "mjd", "fiber", "true_v_rad"} <= set(visits[0])
     assert {str(p) for p in training} == {row["path"] for row in trained}
 
 

@@ -20,7 +20,7 @@ from astra_cli.engine.journal import ChunkJournal, read_journal
 from astra_cli.engine.locks import GroupLocks
 from astra_cli.engine.pool import ChunkTasks, recover
 from astra_cli.engine.runner import execute_plan
-from astra_cli.engine.worker import clean_result
+from astra_cli.engine.worker import WorkItem, clean_result
 from astra_cli.errors import UsageError
 from astra_cli.io.identifiers import observation_from_path
 from astra_cli.io.store import ResultsStore
@@ -32,7 +32,8 @@ KEYS = ("obs-a", "obs-b", "obs-c", "obs-d")
 
 def chunk(tmp_path, numbering=None):
     numbering = numbering or ChunkTasks(tmp_path, "inv")
-    return numbering, numbering.make("group", "snr", {}, [(key, f"/{key}.fits") for key in KEYS])
+    items = [WorkItem(key, f"/{key}.fits") for key in KEYS]
+    return numbering, numbering.make("group", "snr", {}, items)
 
 
 def done(key: str) -> Outcome:
@@ -78,7 +79,7 @@ def test_a_worker_death_fails_the_run_in_hand_keeps_the_finished_and_retries_the
     assert [(o.observation, o.ok) for o in result.outcomes] == [(KEYS[0], True), (KEYS[1], False)]
     assert "died while analysing this observation: exit codes {-9}" in result.outcomes[1].error
     (again,) = retry
-    assert [key for key, _ in again.observations] == list(KEYS[2:])
+    assert [item.key for item in again.observations] == list(KEYS[2:])
     assert again.chunk_id != task.chunk_id and again.group_key == task.group_key
     assert not os.path.exists(task.journal)
 

@@ -64,10 +64,11 @@ def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
         )
         if report.json:
             print_json(summary.to_dict())
-        if not report.quiet:
-            render_summary(summary)
-        elif summary.failed:
-            render_failures(summary)
+        for stage in [*summary.upstream, summary]:
+            if not report.quiet:
+                render_summary(stage, final=stage is summary)
+            elif stage.failed:
+                render_failures(stage)
     raise typer.Exit(summary.exit_code)
 
 
@@ -85,7 +86,8 @@ def progress_for(quiet: bool, log_file: Path | None = None) -> Progress:
     return FanOut(terminal, LogFile(str(log_file))) if log_file else terminal
 
 
-def render_summary(summary: Summary) -> None:
+def render_summary(summary: Summary, *, final: bool = True) -> None:
+    """The summary line, failures and hints; `final` adds where the results are."""
     from astra_cli.cli.progress import describe_summary
 
     console = stderr_console()
@@ -111,7 +113,8 @@ def render_summary(summary: Summary) -> None:
         )
     for hint in hints:
         console.print(hint, markup=False, highlight=False)
-    console.print(f"results: {summary.output_dir}", markup=False)
+    if final:
+        console.print(f"results: {summary.output_dir}", markup=False)
 
 
 def render_failures(summary: Summary) -> None:

@@ -26,6 +26,8 @@ def plan_action(method_class: type[Method], invocation: Invocation) -> None:
         if invocation.report.json:
             print_json({**plan_as_dict(plan), "bad_rows": plan.bad_rows})
         else:
+            for stage in plan.upstream:
+                render_plan(stage, heading=f"first, for {plan.method}:")
             render_plan(plan)
     if plan.bad_rows:
         raise typer.Exit(ExitCode.RUNS_FAILED)
@@ -60,17 +62,19 @@ def plan_as_dict(plan: Plan) -> dict[str, Any]:
             }
             for group in plan.groups
         ],
+        "upstream": [plan_as_dict(stage) for stage in plan.upstream],
     }
 
 
-def render_plan(plan: Plan) -> None:
+def render_plan(plan: Plan, heading: str = "") -> None:
     """A table of groups on stdout: the plan is this command's result."""
     from rich.console import Console
     from rich.table import Table
 
     from astra_cli.cli.progress import describe_plan
 
-    table = Table(title=describe_plan(plan), title_justify="left")
+    title = f"{heading} {describe_plan(plan)}".strip()
+    table = Table(title=title, title_justify="left")
     for column in ("group", "significant options", "requested", "done", "to run", "chunks"):
         table.add_column(column, justify="right" if column not in ("group",) else "left")
     table.columns[1].justify = "left"

@@ -110,8 +110,10 @@ def column_descriptions(method: str, records: list[RunRecord]) -> dict[str, str]
         return described
     groups = {record.group_key: record.options for record in records}
     for options in groups.values():
+        # A group's stored options may hold more than the method's (the upstream chain).
+        own = {name: value for name, value in options.items() if name in method_class.params}
         try:
-            described.update(method_class(**options).describe_columns())
+            described.update(method_class(**own).describe_columns())
         except (AstraError, OSError, ValueError):
             continue
     return described

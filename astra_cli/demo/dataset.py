@@ -10,7 +10,9 @@ the science methods need, written under one directory.
     DIR/models/cannon.fits                 a Cannon model trained on the training stars
     DIR/models/rv-templates.fits           RV templates
     DIR/stars.csv, visits.csv              manifests of the test stars and visits, with truth
-                                           (visits.csv names each visit's star in `star`)
+                                           (visits.csv names each visit's star in `star`;
+                                           the true velocity is `true_v_rad`, since a
+                                           `v_rad` column gives grid and cannon the velocity)
     DIR/training.csv                       the training stars and their labels
 
 Labels of test stars fall between grid nodes across the grid's interior.
@@ -55,6 +57,9 @@ TEMPLATE_LABELS = [
     for m_h in (-1.0, 0.0)
 ]
 VELOCITY_RANGE = (-300.0, 300.0)
+MANIFEST_NAMES = {"v_rad": "true_v_rad"}
+"""Truth columns named otherwise in the manifests: a `v_rad` column would be read as the
+velocity that grid and cannon move observed-frame spectra by, handing them the answer."""
 VISIT_PIXELS = 4096
 BAD_PIXEL_FRACTION = 0.003
 TRAINING_SNR = 200.0
@@ -301,7 +306,8 @@ def _identifier(index: int, rng: np.random.Generator) -> dict[str, str]:
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
+    renamed = [{MANIFEST_NAMES.get(key, key): value for key, value in row.items()} for row in rows]
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=list(renamed[0]))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(renamed)

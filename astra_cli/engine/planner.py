@@ -24,7 +24,7 @@ from typing import Any
 
 from astra_cli.engine.requests import RequestSet
 from astra_cli.errors import UsageError, spelling
-from astra_cli.methods.base import Method
+from astra_cli.methods.base import Method, Upstream
 from astra_cli.vocabulary import Observation
 
 CHUNKS_PER_WORKER = 4
@@ -79,6 +79,25 @@ def classify(
     return sorted_runs
 
 
+@dataclass(frozen=True)
+class Need:
+    """A column of another method's results that a group's runs need (`Method.upstream`)."""
+
+    column: str
+    method: str
+    options: Mapping[str, Any]
+    group_key: str
+    """The upstream group whose results hold the column."""
+    observed_frame_only: bool
+    flags_column: str | None = None
+
+    def applies(self, observation: Observation) -> bool:
+        """Whether this observation needs the column looked up (a manifest value wins)."""
+        if self.observed_frame_only and not observation.observed_frame:
+            return False
+        return self.column not in dict(observation.inputs)
+
+
 @dataclass
 class Group:
     """Runs that share a method and its significant options, and so one model."""
@@ -95,6 +114,7 @@ class Group:
     skipped_failed: int = 0
     notes: list[str] = field(default_factory=list)
     """What the method says about how it will analyse this group (`Method.plan_notes`)."""
+    needs: list[Need] = field(default_factory=list)
 
     def describe(self) -> str:
         """`grid continuum_order=4 grid=/models/grid.fits`: the method and what sets the group
@@ -126,6 +146,8 @@ class Plan:
     """The store the plan was made against, where its results go."""
     bad_rows: int = 0
     """Manifest rows left out as bad (--skip-bad-rows): the invocation cannot exit 0."""
+    upstream: list[Plan] = field(default_factory=list)
+    """Plans of the methods whose results this one needs, run first (see `engine.upstream`)."""
 
     @property
     def requested(self) -> int:
@@ -187,11 +209,17 @@ def make_plan(
     requested: dict[str, dict[str, Observation]] = {}
     for request in request_sets:
         method = method_class(**request.options)
+        needs = [_need(upstream) for upstream in method.upstream()]
         significant = method.significant_options
+        if needs:
+            # The upstream method and its options are part of these runs' identity.
+            chain = {need.column: f"{need.method}:{need.group_key}" for need in needs}
+            significant = {**significant, "upstream": chain}
         key = group_key(method_class.name, method_class.version, significant)
         if key not in groups:
             groups[key] = Group(key, method_class.name, method.options, significant)
             groups[key].notes = method.plan_notes()
+            groups[key].needs = needs
             requested[key] = {}
         runs = requested[key]
         for observation in request.observations:
@@ -215,6 +243,22 @@ def make_plan(
         policy,
         output_dir,
         bad_rows,
+    )
+
+
+def _need(upstream: Upstream) -> Need:
+    from astra_cli.methods.registry import load_method
+
+    upstream_class = load_method(upstream.method)
+    method = upstream_class(**upstream.options)
+    key = group_key(upstream_class.name, upstream_class.version, method.significant_options)
+    return Need(
+        upstream.column,
+        upstream.method,
+        method.options,
+        key,
+        upstream.observed_frame_only,
+        upstream.flags_column,
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from astra_cli.engine.backends import Backend, joblib_settings, worker_death_errors
 from astra_cli.engine.journal import read_journal
-from astra_cli.engine.worker import ChunkResult, ChunkTask, run_chunk
+from astra_cli.engine.worker import ChunkResult, ChunkTask, WorkItem, run_chunk
 from astra_cli.vocabulary import Outcome
 
 MAX_FRUITLESS_RESTARTS = 2
@@ -38,7 +38,7 @@ class ChunkTasks:
         group_key: str,
         method: str,
         options: Mapping[str, Any],
-        observations: Sequence[tuple[str, str]],
+        observations: Sequence[WorkItem],
     ) -> ChunkTask:
         chunk_id = f"{self.invocation}-{next(self._numbers)}"
         journal = str(self.journal_dir / f"{chunk_id}.jsonl")
@@ -116,17 +116,17 @@ def recover(
             continue
         outcomes = list(state.finished)
         finished = {outcome.observation for outcome in outcomes}
-        unfinished = [(key, path) for key, path in task.observations if key not in finished]
+        unfinished = [item for item in task.observations if item.key not in finished]
         if died is not None:
             now = time.time()
             if state.loading:
-                blamed = {key for key, _ in unfinished}
+                blamed = {item.key for item in unfinished}
                 message = f"worker process died while loading the model: {died}"
             else:
                 blamed = set(state.in_progress)
                 message = f"worker process died while analysing this observation: {died}"
             outcomes += [Outcome(key, None, message, now, 0.0) for key in sorted(blamed)]
-            not_started = [(key, path) for key, path in unfinished if key not in blamed]
+            not_started = [item for item in unfinished if item.key not in blamed]
             if not_started:
                 retry.append(numbering.make(task.group_key, task.method, task.options, not_started))
         results.append(ChunkResult(task.chunk_id, task.group_key, outcomes))
@@ -148,6 +148,6 @@ def worker_death_cause(error: BaseException) -> str:
 def _fail_all(tasks: Sequence[ChunkTask], message: str) -> Iterator[ChunkResult]:
     now = time.time()
     for task in tasks:
-        outcomes = [Outcome(key, None, message, now, 0.0) for key, _ in task.observations]
+        outcomes = [Outcome(item.key, None, message, now, 0.0) for item in task.observations]
         Path(task.journal).unlink(missing_ok=True)
         yield ChunkResult(task.chunk_id, task.group_key, outcomes)

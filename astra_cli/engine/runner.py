@@ -24,7 +24,8 @@ from astra_cli.engine.locks import GroupLocks
 from astra_cli.engine.planner import Chunk, Group, Plan, classify
 from astra_cli.engine.pool import ChunkTasks, execute
 from astra_cli.engine.progress import Progress, SilentProgress
-from astra_cli.engine.worker import ChunkResult, ChunkTask
+from astra_cli.engine.upstream import inputs_for
+from astra_cli.engine.worker import ChunkResult, ChunkTask, WorkItem
 from astra_cli.errors import AstraError
 from astra_cli.exit_codes import ExitCode
 from astra_cli.io.store import ResultsStore
@@ -54,8 +55,19 @@ def execute_plan(
 
     wait
         Wait for groups that another invocation is running instead of skipping them.
+
+    The plans of methods whose results this one needs (`plan.upstream`) run first; their
+    summaries are in `summary.upstream`.
     """
     progress = progress or SilentProgress()
+    upstream = []
+    for stage in plan.upstream:
+        upstream.append(execute_plan(stage, backend=backend, progress=progress, wait=wait))
+        if upstream[-1].interrupted:
+            stopped = Summary(method=plan.method, output_dir=plan.output_dir, upstream=upstream)
+            stopped.interrupted, stopped.signal = True, upstream[-1].signal
+            stopped.requested, stopped.pending = plan.requested, plan.to_run
+            return stopped
     summary = Summary(
         method=plan.method,
         output_dir=plan.output_dir,
@@ -64,6 +76,7 @@ def execute_plan(
         skipped_failed=plan.skipped_failed,
         bad_rows=plan.bad_rows,
         groups=len(plan.groups),
+        upstream=upstream,
     )
     clock = time.perf_counter()
     invocation = uuid.uuid4().hex[:12]
@@ -85,11 +98,14 @@ def execute_plan(
                     ready, locked = locked[:1], locked[1:]
                 if not ready:
                     break
-                chunks = [
-                    chunk for group in ready for chunk in _recheck(plan, group, store, summary)
+                tasks = [
+                    task
+                    for group in ready
+                    for task in committer.tasks(
+                        numbering, group, _recheck(plan, group, store, summary)
+                    )
                 ]
-                summary.chunks += len(chunks)
-                tasks = [committer.task(numbering, chunk) for chunk in chunks]
+                summary.chunks += len(tasks)
                 for result in execute(tasks, numbering, backend):
                     committer.commit(result)
                     progress.chunk_done(result, summary)
@@ -219,10 +235,35 @@ class _Committer:
         ok, failed = self._counts.get(group.key, [0, 0])
         return f"group {group.key} ({group.describe()}): {ok} ok, {failed} failed"
 
-    def task(self, numbering: ChunkTasks, chunk: Chunk) -> ChunkTask:
-        group = self.groups[chunk.group_key]
-        pairs = [(observation.key, observation.path) for observation in chunk.observations]
-        return numbering.make(chunk.group_key, group.method, group.options, pairs)
+    def tasks(self, numbering: ChunkTasks, group: Group, chunks: list[Chunk]) -> list[ChunkTask]:
+        """The group's chunks as worker tasks, each observation with its inputs. A run whose
+        upstream result failed fails here, saying so; one whose upstream run was not done
+        (another invocation holds it) waits for a later invocation."""
+        observations = [o for chunk in chunks for o in chunk.observations]
+        inputs = (
+            inputs_for(group, observations, self.store)
+            if group.needs
+            else {o.key: o.inputs for o in observations}
+        )
+        refused = [o.key for o in observations if isinstance(inputs[o.key], str)]
+        if refused:
+            now = time.time()
+            outcomes = [Outcome(key, None, str(inputs[key]), now, 0.0) for key in refused]
+            self.commit(ChunkResult(f"upstream-{group.key}", group.key, outcomes))
+        waiting = sum(1 for o in observations if inputs[o.key] is None)
+        if waiting:
+            self.summary.locked += waiting
+            self.summary.locked_groups.append(f"{group.key}: waiting for {group.needs[0].method}")
+        tasks = []
+        for chunk in chunks:
+            items = [
+                WorkItem(o.key, o.path, value)
+                for o in chunk.observations
+                if isinstance(value := inputs[o.key], tuple)
+            ]
+            if items:
+                tasks.append(numbering.make(group.key, group.method, group.options, items))
+        return tasks
 
     def _record(self, group: Group, observation: Observation, outcome: Outcome) -> RunRecord:
         return RunRecord(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from astra_cli.engine.journal import ChunkJournal
-from astra_cli.io.spectra import SpectrumReadError
+from astra_cli.io.spectra import Spectrum, SpectrumReadError
 from astra_cli.methods.base import Method
 from astra_cli.methods.registry import load_method
 from astra_cli.vocabulary import Outcome
@@ -32,6 +32,16 @@ of the group it is on and, at a boundary, the one before; more would only hold m
 
 
 @dataclass(frozen=True)
+class WorkItem:
+    """One observation of a chunk: its key, its file, and the values it brings to the method
+    (a manifest's v_rad, or the v_rad another method measured)."""
+
+    key: str
+    path: str
+    inputs: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class ChunkTask:
     """Everything a worker needs for one chunk, as plain picklable data."""
 
@@ -39,8 +49,7 @@ class ChunkTask:
     group_key: str
     method: str
     options: Mapping[str, Any]
-    observations: tuple[tuple[str, str], ...]
-    """(observation key, path) pairs."""
+    observations: tuple[WorkItem, ...]
     journal: str
 
 
@@ -81,12 +90,10 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
             model, loaded = _model_for(task.group_key, method, journal)
         except ModelLoadError as error:
             now = time.time()
-            outcomes = [Outcome(key, None, str(error), now, 0.0) for key, _ in task.observations]
+            outcomes = [Outcome(o.key, None, str(error), now, 0.0) for o in task.observations]
             return ChunkResult(task.chunk_id, task.group_key, outcomes)
         if type(method).analyse_batch is Method.analyse_batch:
-            outcomes = [
-                _analyse_one(method, model, key, path, journal) for key, path in task.observations
-            ]
+            outcomes = [_analyse_one(method, model, item, journal) for item in task.observations]
         else:
             outcomes = _analyse_batch(method, model, task.observations, journal)
         return ChunkResult(task.chunk_id, task.group_key, outcomes, model_loaded=loaded)
@@ -136,16 +143,28 @@ def _files_state(method: Method) -> str:
     return ",".join(states)
 
 
-def _analyse_one(method: Method, model: Any, key: str, path: str, journal: ChunkJournal) -> Outcome:
-    journal.started([key])
+def _read(method: Method, item: WorkItem) -> Spectrum:
+    """The observation's spectrum with its inputs; one without a usable pixel fails here, so
+    that no method stores a fit of nothing as ok."""
+    spectrum = method.read_observation(item.path)
+    if not spectrum.bad.size or spectrum.bad.all():
+        raise SpectrumReadError(
+            f"{item.path}: no usable pixel (every pixel is flagged bad or has no inverse variance)"
+        )
+    spectrum.inputs = dict(item.inputs)
+    return spectrum
+
+
+def _analyse_one(method: Method, model: Any, item: WorkItem, journal: ChunkJournal) -> Outcome:
+    journal.started([item.key])
     started = time.time()
     clock = time.perf_counter()
     try:
-        spectrum = method.read_observation(path)
+        spectrum = _read(method, item)
         result, error = clean_result(method.analyse_batch(model, [spectrum])[0]), None
     except Exception as exception:
         result, error = None, describe_error(exception)
-    outcome = Outcome(key, result, error, started, time.perf_counter() - clock)
+    outcome = Outcome(item.key, result, error, started, time.perf_counter() - clock)
     journal.finished(outcome)
     return outcome
 
@@ -153,26 +172,26 @@ def _analyse_one(method: Method, model: Any, key: str, path: str, journal: Chunk
 def _analyse_batch(
     method: Method,
     model: Any,
-    observations: Sequence[tuple[str, str]],
+    observations: Sequence[WorkItem],
     journal: ChunkJournal,
 ) -> list[Outcome]:
     """Read every spectrum, analyse the readable ones in one `analyse_batch` call, and fall
     back to one at a time if the batch raises, so that one bad spectrum fails alone."""
-    journal.started([key for key, _ in observations])
+    journal.started([item.key for item in observations])
     outcomes: dict[str, Outcome] = {}
-    readable: list[tuple[str, str, Any]] = []
-    for key, path in observations:
+    readable: list[tuple[WorkItem, Any]] = []
+    for item in observations:
         started, clock = time.time(), time.perf_counter()
         try:
-            readable.append((key, path, method.read_observation(path)))
+            readable.append((item, _read(method, item)))
         except Exception as exception:
-            outcomes[key] = Outcome(
-                key, None, describe_error(exception), started, time.perf_counter() - clock
+            outcomes[item.key] = Outcome(
+                item.key, None, describe_error(exception), started, time.perf_counter() - clock
             )
-            journal.finished(outcomes[key])
+            journal.finished(outcomes[item.key])
     started, clock = time.time(), time.perf_counter()
     try:
-        results = method.analyse_batch(model, [spectrum for _, _, spectrum in readable])
+        results = method.analyse_batch(model, [spectrum for _, spectrum in readable])
         if len(results) != len(readable):
             raise ValueError(
                 f"analyse_batch returned {len(results)} results for {len(readable)} spectra"
@@ -181,14 +200,14 @@ def _analyse_batch(
     except Exception:
         cleaned = None
     if cleaned is None:
-        for key, path, _ in readable:
-            outcomes[key] = _analyse_one(method, model, key, path, journal)
+        for item, _ in readable:
+            outcomes[item.key] = _analyse_one(method, model, item, journal)
     else:
         each = (time.perf_counter() - clock) / max(len(readable), 1)
-        for (key, _, _), result in zip(readable, cleaned, strict=True):
-            outcomes[key] = Outcome(key, result, None, started, each)
-            journal.finished(outcomes[key])
-    return [outcomes[key] for key, _ in observations]
+        for (item, _), result in zip(readable, cleaned, strict=True):
+            outcomes[item.key] = Outcome(item.key, result, None, started, each)
+            journal.finished(outcomes[item.key])
+    return [outcomes[item.key] for item in observations]
 
 
 def clean_result(result: Any) -> dict[str, Any]:

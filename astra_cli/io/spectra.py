@@ -50,6 +50,14 @@ class Spectrum:
     mask: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)
+    """Values the observation brings to the method beside its file: `v_rad` (km/s) from a
+    manifest column, or from another method (`rv`) run first."""
+
+    @property
+    def observed_frame(self) -> bool:
+        """apVisit spectra are in the observed frame; apStar spectra are shifted to rest."""
+        return self.meta.get("kind") == "apVisit"
 
     @property
     def bad(self) -> np.ndarray:

@@ -133,6 +133,27 @@ class ResultsStore:
             found[group_key][observation] = status
         return found
 
+    def column_values(
+        self, group_key: str, columns: Sequence[str], observations: Sequence[str]
+    ) -> dict[str, tuple[str, tuple[Any, ...], str | None]]:
+        """{observation: (status, the result's `columns`, error)} for these runs of a group,
+        in a query per 900 observations (SQLite's limit on parameters)."""
+        found: dict[str, tuple[str, tuple[Any, ...], str | None]] = {}
+        extracts = ", ".join("json_extract(result, ?)" for _ in columns)
+        paths = [f"$.{column}" for column in columns]
+        for start in range(0, len(observations), 900):
+            batch = list(observations[start : start + 900])
+            placeholders = ",".join("?" * len(batch))
+            query = (
+                f"SELECT observation, status, error, {extracts} FROM runs "
+                f"WHERE group_key = ? AND observation IN ({placeholders})"
+            )
+            for observation, status, error, *values in self._connection.execute(
+                query, [*paths, group_key, *batch]
+            ):
+                found[observation] = (status, tuple(values), error)
+        return found
+
     def write(self, records: Iterable[RunRecord]) -> int:
         """Insert or replace runs in one transaction; returns how many."""
         rows = [_to_row(record) for record in records]

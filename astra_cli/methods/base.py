@@ -166,6 +166,24 @@ def _parse_bool(value: Any) -> bool:
     raise ValueError("expected true or false")
 
 
+@dataclass(frozen=True)
+class Upstream:
+    """A result column of another method, for the same observation, that a method needs: the
+    planner looks it up in the store and runs the other method first where it is missing."""
+
+    column: str
+    """The column it needs (`v_rad`), handed to the method as `spectrum.inputs[column]`."""
+    method: str
+    """The method that computes it (`rv`)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Its options."""
+    observed_frame_only: bool = True
+    """Only observed-frame spectra (apVisit) need it: apStar spectra are at rest."""
+    flags_column: str | None = None
+    """The other method's flags column: when the run that gave the value flagged it, the
+    method finds the flags as `spectrum.inputs[column + "_flags"]`."""
+
+
 class Method:
     """Base class of every analysis method.
 
@@ -183,6 +201,11 @@ class Method:
 
     params: ClassVar[dict[str, Param]] = {}
     """Every declared option, in declaration order, inherited ones first."""
+
+    inputs: ClassVar[dict[str, type]] = {}
+    """Values an observation may bring beside its file, by name (`{"v_rad": float}`): a
+    manifest column of that name gives them, and the method finds them in
+    `spectrum.inputs`. They are part of the run: another value is another run."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -239,6 +262,11 @@ class Method:
         """Cheap checks in the invoking process, before any work: read a model file's header,
         say, so that a wrong file stops the invocation (exit code 2) instead of failing every
         run. Raise `astra_cli.errors.UsageError` with a message naming the file."""
+
+    def upstream(self) -> list[Upstream]:
+        """Columns of other methods this one needs for the same observations (see Upstream);
+        their method and options become part of this method's groups."""
+        return []
 
     def plan_notes(self) -> list[str]:
         """Lines about how this group will be analysed, for `astra plan` (a grid's search, say).

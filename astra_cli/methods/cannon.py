@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from astra_cli.methods.base import Method, Param
+from astra_cli.methods.base import Method, Param, Upstream
+from astra_cli.methods.restframe import (
+    frame_flags,
+    rest_wavelength,
+    rv_templates_option,
+    velocity_option,
+    velocity_source,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -20,11 +27,21 @@ class Cannon(Method):
 
     Each spectrum is continuum-normalised as the training spectra were, then the labels that
     minimise chi-square against the model's quadratic-in-labels spectra are found for the whole
-    chunk at once. Columns: one per label and its error (e_<label>), chi2, rchi2, n_pixels,
-    flags (2: did not converge).
+    chunk at once. Observed-frame spectra (apVisit) are moved to the rest frame by their v_rad,
+    from a manifest column or from `rv`, run first where the store has none. Columns: one per
+    label and its error (e_<label>), chi2, rchi2, n_pixels, flags (2 did not converge, 16 an
+    observed-frame spectrum fitted without a velocity, as if at rest, 32 its v_rad came from
+    an rv run that flagged it).
     """
 
+    inputs: ClassVar[dict[str, type]] = {"v_rad": float}
+
     model = Param(type=Path, help="Cannon model (FITS) written by `astra train cannon`.")
+    velocity = velocity_option()
+    rv_templates = rv_templates_option()
+
+    def upstream(self) -> list[Upstream]:
+        return velocity_source(self.velocity, self.rv_templates)
 
     def validate(self) -> None:
         from astra_cli.science.cannon import check_cannon
@@ -40,7 +57,10 @@ class Cannon(Method):
         from astra_cli.science.cannon import fit
 
         flux, ivar = normalised_on_model_grid(model, spectra)
-        return fit(model, flux, ivar)
+        results = fit(model, flux, ivar)
+        for spectrum, result in zip(spectra, results, strict=True):
+            result["flags"] = int(result["flags"]) | frame_flags(spectrum)
+        return results
 
 
 def normalised_on_model_grid(
@@ -57,8 +77,9 @@ def normalised_on_model_grid(
     ivar = np.empty_like(flux)
     for i, spectrum in enumerate(spectra):
         good_ivar = np.where(spectrum.bad, 0.0, spectrum.ivar)
-        if spectrum.wavelength.shape == target.shape and np.allclose(spectrum.wavelength, target):
+        wavelength = rest_wavelength(spectrum)
+        if wavelength.shape == target.shape and np.allclose(wavelength, target):
             flux[i], ivar[i] = spectrum.flux, good_ivar
         else:
-            flux[i], ivar[i] = resample(spectrum.wavelength, spectrum.flux, good_ivar, target)
+            flux[i], ivar[i] = resample(wavelength, spectrum.flux, good_ivar, target)
     return normalise(target, flux, ivar, order=model.continuum_order)

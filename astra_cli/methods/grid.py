@@ -8,10 +8,17 @@ each chunk is fitted as a batch (chi-square against every node as matrix product
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from astra_cli.errors import UsageError, spelling
-from astra_cli.methods.base import Method, Param
+from astra_cli.methods.base import Method, Param, Upstream
+from astra_cli.methods.restframe import (
+    frame_flags,
+    rest_wavelength,
+    rv_templates_option,
+    velocity_option,
+    velocity_source,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -25,13 +32,19 @@ class Grid(Method):
 
     Each spectrum is continuum-normalised per chip and grid section, compared with every node
     of the grid, then refined by interpolating the grid and minimising chi-square; errors come
-    from the curvature of chi-square. Columns: one per grid label and its error (e_<label>;
+    from the curvature of chi-square. Observed-frame spectra (apVisit) are moved to the rest
+    frame by their v_rad: a manifest column v_rad, or what `rv` measured (run first, in the same
+    invocation, where the store has none). Columns: one per grid label and its error (e_<label>;
     a label's column is its name in lower case with other characters as '_', so FERRE's 'O Mg
     Si S Ca Ti' is o_mg_si_s_ca_ti), chi2, rchi2, n_pixels, snr and flags (1 at the grid edge,
-    2 did not converge, 4 low S/N, 8 the fit used a node the grid marks invalid). Model grids:
+    2 did not converge, 4 low S/N, 8 the fit used a node the grid marks invalid, 16 an
+    observed-frame spectrum fitted without a velocity, as if at rest, 32 its v_rad came from
+    an rv run that flagged it). Model grids:
     astra FITS grids, FERRE grids (ASCII or binary .hdr + .unf, MULTI sections, NPCA,
     TRANSPOSED) or .npz; `astra grid info FILE` says what astra makes of one.
     """
+
+    inputs: ClassVar[dict[str, type]] = {"v_rad": float}
 
     grid = Param(type=Path, help="Model grid: astra FITS, FERRE ASCII or binary (.hdr), or .npz.")
     continuum_order = Param(4, help="Polynomial order of the continuum fitted to each chip.")
@@ -57,12 +70,17 @@ class Grid(Method):
         help="Per-pixel weights on the grid's pixels (FERRE's FILTERFILE: one number per pixel, "
         "as text): they multiply the inverse variance, so 0 leaves a pixel out (element windows).",
     )
+    velocity = velocity_option()
+    rv_templates = rv_templates_option()
     air_to_vacuum = Param(
         False,
         help="The grid's wavelengths are in air (VACUUM = 0, or not stated in a FERRE "
         "header): convert them to vacuum, as apStar and apVisit spectra are, instead of "
         "refusing the grid.",
     )
+
+    def upstream(self) -> list[Upstream]:
+        return velocity_source(self.velocity, self.rv_templates)
 
     def validate(self) -> None:
         from astra_cli.io.grids import check_grid
@@ -123,13 +141,16 @@ class Grid(Method):
         from astra_cli.science.gridfit import fit_batch
 
         prepared, settings = model
-        return fit_batch(
+        results = fit_batch(
             prepared,
-            [spectrum.wavelength for spectrum in spectra],
+            [rest_wavelength(spectrum) for spectrum in spectra],
             [spectrum.flux for spectrum in spectra],
             [np.where(spectrum.bad, 0.0, spectrum.ivar) for spectrum in spectra],
             settings=settings,
         )
+        for spectrum, result in zip(spectra, results, strict=True):
+            result["flags"] = int(result["flags"]) | frame_flags(spectrum)
+        return results
 
 
 def check_wavelengths(grid: GridData, air_to_vacuum: bool) -> None:

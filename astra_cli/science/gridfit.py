@@ -21,6 +21,7 @@ the noise says (the model then does not describe the spectrum to its noise).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -34,7 +35,7 @@ from astra_cli.science.continuum import (
     weighted_fit,
 )
 from astra_cli.science.grids import ModelGrid
-from astra_cli.science.wavelength import resample
+from astra_cli.science.wavelength import catmull_rom_weights, resample
 
 FLAG_GRID_EDGE = 1
 """The best fit lies on the edge of the grid: the true labels may be outside it."""
@@ -161,12 +162,18 @@ def fit_batch(
     target = grid.wavelength
     flux = np.empty((len(fluxes), grid.npix))
     ivar = np.empty_like(flux)
+    maps: list[_PixelMap | None] = []
     for i, (w, f, v) in enumerate(zip(wavelengths, fluxes, ivars, strict=True)):
         on_model = _on_model_pixels(w, target)
         if on_model is not None:
             flux[i], ivar[i] = f[on_model], v[on_model]
+            maps.append(None)
         else:
+            # The search compares nodes with the spectrum resampled onto the model's pixels;
+            # the refinement fits the model taken to the spectrum's own pixels instead, which
+            # neither smooths the lines nor correlates the noise.
             flux[i], ivar[i] = resample(w, f, v, target)
+            maps.append(_PixelMap(w, grid))
     if settings.weights is not None:
         ivar *= settings.weights
 
@@ -181,15 +188,25 @@ def fit_batch(
         )
         candidates = _best_nodes(prepared, y, w, starts)
 
-    designs = [
-        (pixels, design, design_products(design))
-        for pixels, design in segment_designs(target, order, segments)
-    ]
+    designs = _designs(target, order, segments)
     free = [d for d in range(len(grid.shape)) if d not in settings.fixed]
     spacing = prepared.search_spacing if prepared.search_spacing is not None else grid.steps
     results = []
     for i in range(len(flux)):
-        problem = _ContinuumFit(flux[i], ivar[i], designs, settings.interpolation)
+        pixel_map = maps[i]
+        if pixel_map is None:
+            problem = _ContinuumFit(flux[i], ivar[i], designs, settings.interpolation)
+        else:
+            observed_ivar = ivars[i][pixel_map.observed]
+            if settings.weights is not None:
+                observed_ivar = observed_ivar * pixel_map.apply(settings.weights)
+            problem = _ContinuumFit(
+                fluxes[i][pixel_map.observed],
+                observed_ivar,
+                _designs(pixel_map.wavelength, order, pixel_map.segments()),
+                settings.interpolation,
+                pixel_map,
+            )
         best: tuple[_Evaluation, bool] | None = None
         reached: list[np.ndarray] = []
         for node in candidates[i]:
@@ -205,6 +222,52 @@ def fit_batch(
         assert best is not None
         results.append(_result(grid, problem, *best, free))
     return results
+
+
+def _designs(
+    wavelength: np.ndarray, order: int, segments: list[slice]
+) -> list[tuple[slice, np.ndarray, np.ndarray]]:
+    return [
+        (pixels, design, design_products(design))
+        for pixels, design in segment_designs(wavelength, order, segments)
+    ]
+
+
+class _PixelMap:
+    """The model taken to a spectrum's own pixels (at their rest wavelengths): each observed
+    pixel inside a section of the grid as a Catmull-Rom combination of 4 model pixels of that
+    section."""
+
+    def __init__(self, wavelength: np.ndarray, grid: ModelGrid) -> None:
+        observed, nodes, weights, sections = [], [], [], []
+        for index, section in enumerate(grid.sections):
+            model = grid.wavelength[section.start : section.stop]
+            here = np.flatnonzero((wavelength >= model[0]) & (wavelength <= model[-1]))
+            if here.size == 0:
+                continue
+            section_weights, _, section_nodes = catmull_rom_weights(model, wavelength[here])
+            observed.append(here)
+            nodes.append(section_nodes + section.start)
+            weights.append(section_weights)
+            sections.append(np.full(here.size, index))
+        self.observed = np.concatenate(observed) if observed else np.zeros(0, dtype=int)
+        self.nodes = np.concatenate(nodes) if nodes else np.zeros((0, 4), dtype=int)
+        self.weights = np.concatenate(weights) if weights else np.zeros((0, 4))
+        self.section = np.concatenate(sections) if sections else np.zeros(0, dtype=int)
+        self.wavelength = wavelength[self.observed]
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """Model-pixel values (NPIX) or columns (NPIX, D) at the observed pixels."""
+        if values.ndim == 1:
+            return np.asarray((self.weights * values[self.nodes]).sum(axis=1))
+        return np.einsum("nk,nkd->nd", self.weights, values[self.nodes])
+
+    def segments(self) -> list[slice]:
+        """The observed pixels' continuum segments: each section cut at the chip gaps."""
+        changes = np.flatnonzero(np.diff(self.section)) + 1
+        bounds = [0, *changes.tolist(), self.section.size]
+        ranges = [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+        return continuum_segments(self.wavelength, ranges)
 
 
 def _on_model_pixels(wavelength: np.ndarray, target: np.ndarray) -> np.ndarray | None:
@@ -279,9 +342,16 @@ class _ContinuumFit:
         ivar: np.ndarray,
         designs: list[tuple[slice, np.ndarray, np.ndarray]],
         interpolation: str,
+        pixel_map: _PixelMap | None = None,
     ) -> None:
-        self.flux, self.ivar, self.designs = flux, ivar, designs
+        in_segment = np.zeros(flux.size, dtype=bool)
+        for pixels, _, _ in designs:
+            in_segment[pixels] = True
+        # A pixel outside every continuum segment (in a chip gap, or beyond a chip's edge once
+        # moved to the rest frame) has no continuum and takes no part.
+        self.flux, self.ivar, self.designs = flux, np.where(in_segment, ivar, 0.0), designs
         self.interpolation = interpolation
+        self.pixel_map = pixel_map
 
     def continuum(self, model: np.ndarray) -> np.ndarray:
         continuum = np.zeros_like(model)
@@ -296,6 +366,8 @@ class _ContinuumFit:
 
     def evaluate(self, grid: ModelGrid, labels: np.ndarray) -> _Evaluation:
         model, gradient = grid.interpolate(labels, self.interpolation)
+        if self.pixel_map is not None:
+            model, gradient = self.pixel_map.apply(model), self.pixel_map.apply(gradient)
         continuum = self.continuum(model)
         residual = self.flux - continuum * model
         return _Evaluation(

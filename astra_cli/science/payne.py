@@ -28,8 +28,10 @@ from astra_cli.science.wavelength import (
     APSTAR_CDELT1,
     CHIPS,
     SPEED_OF_LIGHT_KMS,
+    catmull_rom_weights,
     chip_index,
     doppler_factor,
+    resample,
 )
 
 FLAG_RANGE_EDGE = 1
@@ -99,8 +101,6 @@ def _chips(network: Network) -> tuple[tuple[int, int], ...]:
 
 def _templates(network: Network, spectra: np.ndarray) -> Templates:
     """The lattice spectra normalised and on a log-wavelength grid, for the CCF."""
-    from astra_cli.science.wavelength import resample
-
     ivar = np.full(spectra.shape, 1e4) / np.median(spectra, axis=1, keepdims=True) ** 2
     normalised, weight = normalise(network.wavelength, spectra, ivar)
     logs = np.log10(network.wavelength)
@@ -172,7 +172,7 @@ class _Spectrum:
             here = np.flatnonzero((rest >= grid[0]) & (rest <= grid[-1]))
             if here.size == 0:
                 continue
-            weights, dweights, nodes = _catmull_rom(grid, rest[here])
+            weights, dweights, nodes = catmull_rom_weights(grid, rest[here])
             block = columns[first:last]
             value = np.zeros((here.size, columns.shape[1]))
             slope = np.zeros_like(value)
@@ -223,28 +223,6 @@ class _Spectrum:
 
     def weight(self, trial: _Trial) -> np.ndarray:
         return np.where(trial.model != 0, self.ivar, 0.0)
-
-
-def _catmull_rom(grid: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Catmull-Rom interpolation on the increasing `grid` at the points `at` (inside it): each
-    point's 4 node weights, their derivatives by the abscissa, and the 4 nodes (the end
-    intervals repeat the end node as their outer neighbour)."""
-    index = np.clip(np.searchsorted(grid, at) - 1, 0, grid.size - 2)
-    width = grid[index + 1] - grid[index]
-    t = (at - grid[index]) / width
-    t2, t3 = t * t, t * t * t
-    weights = 0.5 * np.stack(
-        [-t + 2 * t2 - t3, 2 - 5 * t2 + 3 * t3, t + 4 * t2 - 3 * t3, t3 - t2], axis=1
-    )
-    slopes = (
-        0.5
-        * np.stack(
-            [-1 + 4 * t - 3 * t2, -10 * t + 9 * t2, 1 + 8 * t - 9 * t2, 3 * t2 - 2 * t], axis=1
-        )
-        / width[:, None]
-    )
-    nodes = np.clip(index[:, None] + np.arange(-1, 3), 0, grid.size - 1)
-    return weights, slopes, nodes
 
 
 def fit_spectrum(

@@ -56,3 +56,30 @@ def resample(
     ivar_on = np.interp(target, wavelength, ivar, left=0.0, right=0.0)
     dead = np.interp(target, wavelength, (ivar <= 0).astype(float), left=1.0, right=1.0) > 0
     return flux_on, np.where(dead, 0.0, ivar_on)
+
+
+def catmull_rom_weights(
+    grid: np.ndarray, at: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Catmull-Rom interpolation on the increasing `grid` at the points `at` (inside it): each
+    point's 4 node weights, their derivatives by the abscissa, and the 4 nodes (the end
+    intervals repeat the end node as their outer neighbour).
+
+    Kept as weights rather than values so that a model can be taken to a spectrum's pixels
+    once per spectrum and applied to every model flux and derivative after."""
+    index = np.clip(np.searchsorted(grid, at) - 1, 0, grid.size - 2)
+    width = grid[index + 1] - grid[index]
+    t = (at - grid[index]) / width
+    t2, t3 = t * t, t * t * t
+    weights = 0.5 * np.stack(
+        [-t + 2 * t2 - t3, 2 - 5 * t2 + 3 * t3, t + 4 * t2 - 3 * t3, t3 - t2], axis=1
+    )
+    slopes = (
+        0.5
+        * np.stack(
+            [-1 + 4 * t - 3 * t2, -10 * t + 9 * t2, 1 + 8 * t - 9 * t2, 3 * t2 - 2 * t], axis=1
+        )
+        / width[:, None]
+    )
+    nodes = np.clip(index[:, None] + np.arange(-1, 3), 0, grid.size - 1)
+    return weights, slopes, nodes

@@ -50,6 +50,7 @@ def read_manifests(
     file_format: str | None = None,
     hdu: int | str | None = None,
     stdin: BinaryIO | None = None,
+    inputs: Mapping[str, type] | None = None,
 ) -> ManifestRequests:
     """Read every manifest; bad rows are collected, not raised.
 
@@ -64,6 +65,9 @@ def read_manifests(
         One of FORMATS for every file; by default each file's extension says.
     stdin
         What `-` reads (binary); sys.stdin's buffer by default.
+    inputs
+        The method's inputs (`{"v_rad": float}`): a column of that name gives each row's
+        observation its own value.
 
     Raises UsageError for what is wrong with a whole file (unreadable, unknown format, no
     column naming an observation).
@@ -76,7 +80,7 @@ def read_manifests(
             f"{words.argument('file_format', '--format')} must be one of {', '.join(FORMATS)}, "
             f"not {file_format!r}"
         )
-    interpreter = Interpreter(params, resolver, kind, defaults or {})
+    interpreter = Interpreter(params, resolver, kind, defaults or {}, inputs)
     for source in sources:
         name = "<stdin>" if source == STDIN else source
         reader = READERS[file_format or format_of(source)]

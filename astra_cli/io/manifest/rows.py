@@ -25,6 +25,11 @@ ALLSTAR_ALIASES = {"apogee_id": "obj"}
 """allStar column names that are identifier keys under another name. The others (TELESCOPE,
 FIELD, ...) are the keys in upper case."""
 
+OBSERVED_FRAME_INPUTS = frozenset({"v_rad"})
+"""Inputs that only observed-frame spectra (apVisit) take: a v_rad column gives the velocity a
+visit's lines are shifted by, and apStar spectra are already at rest (in an allStar-like
+manifest the column is the star's velocity, which their spectra no longer show)."""
+
 OptionValues = tuple[tuple[str, Any], ...]
 """A row's own option values as (name, value) pairs: hashable and cheap, so that a million
 rows holding ten distinct values make ten request sets rather than a million objects."""
@@ -75,8 +80,10 @@ class Interpreter:
         resolver: IdentifierResolver,
         kind: str | None,
         defaults: Mapping[str, str],
+        inputs: Mapping[str, type] | None = None,
     ) -> None:
         self.params = params
+        self.inputs = dict(inputs or {})
         self.resolver = resolver
         self.kind = kind
         self.defaults = dict(defaults)
@@ -152,6 +159,21 @@ class Interpreter:
             coerced.append((name, result))
         return tuple(coerced)
 
+    def input_values(self, given: Iterable[tuple[str, Any]]) -> tuple[tuple[str, Any], ...] | str:
+        """A row's inputs as numbers (empty cells give none), or what is wrong with them."""
+        values = []
+        for name, value in given:
+            if _missing(value):
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                return f"{name}={value!r} is not a number"
+            if not math.isfinite(number):
+                return f"{name}={value!r} is not a finite number"
+            values.append((name, number))
+        return tuple(values)
+
     def check_insignificant_options(self) -> None:
         """Rows may not disagree on an option that does not change results: their runs would
         be the same runs, and only one value could be used."""
@@ -186,8 +208,10 @@ class Layout:
         self.keys: dict[str, str] = {}
         """column -> identifier key"""
         self.options: list[str] = []
+        self.inputs: list[str] = []
         self.path: str | None = None
         self.ignored: list[str] = []
+        self.unused_at_rest: set[str] = set()
         self._made: dict[tuple[Any, ...], Observation | str] = {}
         self._option_values: dict[tuple[Any, ...], OptionValues | str] = {}
         for name in columns:
@@ -201,8 +225,9 @@ class Layout:
 
     @property
     def used(self) -> list[str]:
-        """The columns that name an observation, then the option columns: a row's cells."""
-        return [*self._naming, *self.options]
+        """The columns that name an observation, the option columns, the input columns: a
+        row's cells."""
+        return [*self._naming, *self.options, *self.inputs]
 
     def _add_column(self, name: str) -> None:
         key = ALLSTAR_ALIASES.get(name.strip().lower(), name.strip().lower())
@@ -218,6 +243,8 @@ class Layout:
                 self.keys[name] = key
         elif name in self.interpreter.params:
             self.options.append(name)
+        elif name in self.interpreter.inputs:
+            self.inputs.append(name)
         else:
             self.ignored.append(name)
 
@@ -247,8 +274,17 @@ class Layout:
         if self._unknown is not None:
             requests.problem(self.source, line, self._unknown)
             return
-        width = len(self._naming)
-        naming, option_cells = cells[:width], cells[width:]
+        width, options_end = len(self._naming), len(self._naming) + len(self.options)
+        naming, option_cells = cells[:width], cells[width:options_end]
+        inputs: tuple[tuple[str, Any], ...] = ()
+        if self.inputs:
+            given = self.interpreter.input_values(
+                zip(self.inputs, cells[options_end:], strict=True)
+            )
+            if isinstance(given, str):
+                requests.problem(self.source, line, given)
+                return
+            inputs = given
         options = self._option_values.get(option_cells)
         if options is None:
             options = self.interpreter.options(zip(self.options, option_cells, strict=True))
@@ -261,7 +297,11 @@ class Layout:
         elif isinstance(observation, str):
             requests.problem(self.source, line, observation)
         else:
-            requests.add(options, observation)
+            if inputs and not observation.observed_frame:
+                dropped = {name for name, _ in inputs if name in OBSERVED_FRAME_INPUTS}
+                self.unused_at_rest |= dropped
+                inputs = tuple((name, value) for name, value in inputs if name not in dropped)
+            requests.add(options, observation.with_inputs(inputs))
 
     def _make(self, naming: tuple[Any, ...]) -> Observation | str:
         if not naming:
@@ -281,12 +321,18 @@ class Layout:
         `path`."""
         product = self.interpreter.kind or "apStar or apVisit"
         reasons = {
-            f"not `path`, an identifier key of {product}, or an option of the method": (
+            f"not `path`, an identifier key of {product}, or an option or input of the method": (
                 [] if self._unknown is not None else self.ignored
             ),
             "the path column names the files": list(self.keys) if self.path is not None else [],
         }
         lines = []
+        if self.unused_at_rest:
+            unused = ", ".join(sorted(self.unused_at_rest))
+            lines.append(
+                f"{self.source}: column(s) {unused} not used for apStar rows (their spectra "
+                "are at rest; it is the velocity of an observed-frame apVisit spectrum)"
+            )
         for reason, names in reasons.items():
             if names:
                 listed = ", ".join(names[:MAX_LISTED])
