@@ -106,6 +106,7 @@ class _Check:
         for result in singles[1:]:
             if list(result) != columns:
                 raise self.fail(f"two spectra give different columns: {columns}, {list(result)}")
+        self.flags_declared(singles)
         batch = self.analysed(method, model, spectra)
         for index, (alone, together) in enumerate(zip(singles, batch, strict=True)):
             if list(together) != columns:
@@ -116,6 +117,24 @@ class _Check:
                         f"spectrum {index}: {column} is {together[column]!r} in a batch but "
                         f"{alone[column]!r} alone; a batch must give the same answers"
                     )
+
+    def flags_declared(self, results: list[dict[str, Any]]) -> None:
+        """A `flags` column is documented: every bit it sets is one of `Method.flags`."""
+        declared = self.method_class.flags
+        not_bits = [bit for bit in declared if bit <= 0 or bit & (bit - 1)]
+        if not_bits:
+            raise self.fail(f"Method.flags keys must be powers of two, not {not_bits}")
+        for result in results:
+            if "flags" not in result:
+                continue
+            if not declared:
+                raise self.fail("it returns a flags column but declares no Method.flags")
+            value = result["flags"]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise self.fail(f"its flags must be a non-negative int, not {value!r}")
+            unknown = value & ~sum(declared)  # distinct powers of two: the sum is their union
+            if unknown:
+                raise self.fail(f"its flags set bit(s) {unknown} Method.flags does not declare")
 
     def analysed(self, method: Method, model: Any, spectra: list[Spectrum]) -> list[dict[str, Any]]:
         """Results as the workers get them: through analyse_batch, checked by clean_result."""

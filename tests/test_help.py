@@ -13,7 +13,7 @@ from typer._click import Context
 from typer.testing import CliRunner
 
 from astra_cli.cli.app import app
-from astra_cli.methods.registry import method_names
+from astra_cli.methods.registry import load_method, method_names
 
 README = (ROOT / "README.md").read_text()
 runner = CliRunner()
@@ -68,6 +68,22 @@ def test_command_is_in_the_readme(path):
 @pytest.mark.parametrize("method", method_names())
 def test_method_is_in_the_readme(method):
     assert f"`{method}`" in README, f"README.md never mentions the method {method}"
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_a_methods_help_lists_every_flag_bit_it_declares(method):
+    declared = load_method(method).flags
+    text = help_of("analyse", method)
+    for bit, meaning in declared.items():
+        assert f"{bit}: {meaning}" in text, f"{method}'s --help does not explain flag {bit}"
+
+
+@pytest.mark.parametrize("method", [name for name in method_names() if load_method(name).flags])
+def test_readme_lists_every_flag_bit_of_a_builtin_method(method):
+    row = next(line for line in README.splitlines() if line.startswith(f"| `{method}` |"))
+    described = row[row.index("`flags`") :]
+    for bit in load_method(method).flags:
+        assert re.search(rf"\b{bit} ", described), f"README's {method} row misses flag {bit}"
 
 
 def test_method_help_shows_its_options_in_their_own_panel():

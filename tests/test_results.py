@@ -122,3 +122,34 @@ def test_unknown_method_and_missing_store_are_usage_errors(store_dir, tmp_path):
 def _inputs(store_dir):
     with ResultsStore(store_dir) as store:
         return sorted({r.input_path for r in store.records("counting")})
+
+
+def test_unflagged_leaves_out_the_runs_a_method_flagged(demo_files, real_apvisits, tmp_path):
+    """The demo's made-up templates match no real star: rv flags the real visits (4, low
+    peak) and not the demo's own."""
+    from astra_cli.demo.report import VISIT_KEYS
+    from astra_cli.io.identifiers import IdentifierResolver
+
+    resolver = IdentifierResolver(demo_files.data_root)
+    demo_visits = [
+        resolver.resolve({k: row[k] for k in VISIT_KEYS}).path for row in demo_files.visits[:3]
+    ]
+    out = tmp_path / "out"
+    observations = [*demo_visits, *real_apvisits]
+    astra_cli.run("rv", observations, output_dir=out, jobs=1, templates=demo_files.templates)
+
+    everything = tmp_path / "all.ecsv"
+    assert export(out, "rv", "-o", str(everything)).exit_code == 0
+    assert sorted(Table.read(everything)["flags"] > 0) == [False] * 3 + [True] * 2
+    clean = tmp_path / "clean.ecsv"
+    result = export(out, "rv", "--unflagged", "-o", str(clean))
+    assert result.exit_code == 0, result.output
+    table = Table.read(clean)
+    assert sorted(table["input_path"]) == sorted(demo_visits)
+    assert "4 the peak is below 0.1" in table["flags"].description
+
+
+def test_unflagged_on_results_without_flags_is_a_usage_error(store_dir):
+    result = export(store_dir, "snr", "--unflagged")
+    assert result.exit_code == 2
+    assert "--unflagged: the results of snr have no flags column" in result.output

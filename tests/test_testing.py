@@ -3,11 +3,16 @@ every built-in method and the test plugin, and names what is wrong with a broken
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
+from conftest import ROOT
 
 from astra_cli import Method, Param
 from astra_cli.methods.registry import load_method
 from astra_cli.testing import MethodCheckError, check_method
+
+NETWORK = ROOT.parent / "shared" / "data" / "payne" / "NN_normalized_spectra.npz"
 
 
 def test_builtin_methods_conform(demo_files):
@@ -16,6 +21,7 @@ def test_builtin_methods_conform(demo_files):
     check_method(load_method("grid"), grid=demo_files.grid_ferre, continuum_order=3)
     check_method(load_method("cannon"), model=demo_files.cannon_model)
     check_method(load_method("rv"), templates=demo_files.templates)
+    check_method(load_method("payne"), network=NETWORK)
 
 
 def test_the_test_plugin_conforms(with_plugin):
@@ -62,6 +68,25 @@ class NeedsFile(Method):
         return {"x": 1}
 
 
+class UndeclaredFlags(Method):
+    def analyse(self, model, spectrum):
+        return {"flags": 1}
+
+
+class FlagNotDeclared(Method):
+    flags: ClassVar[dict[int, str]] = {1: "one thing", 2: "another"}
+
+    def analyse(self, model, spectrum):
+        return {"flags": 5}
+
+
+class FlagsNotBits(Method):
+    flags: ClassVar[dict[int, str]] = {3: "two things at once"}
+
+    def analyse(self, model, spectrum):
+        return {"flags": 0}
+
+
 class LoadFails(Method):
     def load_model(self):
         raise OSError("the model server is down")
@@ -78,6 +103,9 @@ class LoadFails(Method):
         (BadDefault, "the default of option 'order' is not a valid value"),
         (NeedsFile, "cannot be constructed with {}: method '' needs option 'model'"),
         (LoadFails, "load_model() raised OSError: the model server is down"),
+        (UndeclaredFlags, "it returns a flags column but declares no Method.flags"),
+        (FlagNotDeclared, "its flags set bit(s) 4 Method.flags does not declare"),
+        (FlagsNotBits, "Method.flags keys must be powers of two, not [3]"),
     ],
 )
 def test_a_broken_method_is_named_with_what_is_wrong(method_class, message):

@@ -75,9 +75,13 @@ def option_help(param: Param) -> str:
 
 
 def method_description(method_class: type[Method]) -> str:
-    """The method's docstring as help paragraphs: rich keeps single newlines, so the lines of
-    each paragraph are joined; rich markup in it is escaped."""
-    return escape_markup(unwrap(method_class.__doc__ or ""))
+    """The method's docstring as help paragraphs, then its flag bits one per line: rich keeps
+    single newlines, so the lines of each paragraph are joined; rich markup in it is escaped."""
+    text = unwrap(method_class.__doc__ or "")
+    if method_class.flags:
+        bits = "\n".join(f"{bit}: {meaning}" for bit, meaning in sorted(method_class.flags.items()))
+        text += f"\n\nFlags (bits of the flags column, added together):\n{bits}"
+    return escape_markup(text)
 
 
 def escape_markup(text: str) -> str:

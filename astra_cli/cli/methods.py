@@ -50,4 +50,5 @@ def describe_method(method_class: Any) -> dict[str, Any]:
             }
             for param in method_class.params.values()
         ],
+        "flags": {str(bit): meaning for bit, meaning in sorted(method_class.flags.items())},
     }

@@ -54,6 +54,15 @@ def results_command(
     group: Annotated[
         str | None, typer.Option("--group", metavar="KEY", help="Only this group (see astra plan).")
     ] = None,
+    unflagged: Annotated[
+        bool,
+        typer.Option(
+            "--unflagged",
+            metavar="",
+            help="Only runs whose flags are 0: leave out the results the method flagged as "
+            "likely wrong (`astra analyse METHOD --help` lists its flags).",
+        ),
+    ] = False,
     latest: Annotated[
         bool,
         typer.Option(
@@ -88,6 +97,8 @@ def results_command(
                     f"it holds {', '.join(stored) or 'nothing yet'}"
                 )
             records = list(store.records(method, None if status == "all" else status, group))
+        if unflagged:
+            records = unflagged_only(method, records)
         descriptions = column_descriptions(method, records)
         table = results_table(
             records, method=method, latest_per_observation=latest, descriptions=descriptions
@@ -95,6 +106,16 @@ def results_command(
         write_table(table, destination, chosen)
     if destination != "-":
         stderr_console().print(f"{len(table)} row(s) of {method}: {destination}", markup=False)
+
+
+def unflagged_only(method: str, records: list[RunRecord]) -> list[RunRecord]:
+    """The runs whose `flags` are 0 (failed runs have none); an error for a method whose
+    results have no flags, where the option would silently do nothing."""
+    from astra_cli.errors import UsageError
+
+    if records and not any("flags" in (record.result or {}) for record in records):
+        raise UsageError(f"--unflagged: the results of {method} have no flags column")
+    return [record for record in records if (record.result or {}).get("flags") == 0]
 
 
 def column_descriptions(method: str, records: list[RunRecord]) -> dict[str, str]:

@@ -124,6 +124,8 @@ def _write_fits(table: Any, destination: str) -> None:
     for index, column in enumerate(table.itercols(), 1):
         if column.description:
             hdu.header[f"TCOMM{index}"] = column.description[:68]
+            if len(column.description) > 68:  # a card's limit: the whole text as comments
+                hdu.header.add_comment(f"{column.name.upper()}: {column.description}")
     primary = fits.PrimaryHDU()
     header = primary.header
     header["ASTRAVER"] = (table.meta["astra_version"], "astra version that wrote this table")

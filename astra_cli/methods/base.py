@@ -207,6 +207,11 @@ class Method:
     manifest column of that name gives them, and the method finds them in
     `spectrum.inputs`. They are part of the run: another value is another run."""
 
+    flags: ClassVar[dict[int, str]] = {}
+    """The bits of the result's `flags` column and what each says about the result (`{1: "at
+    the grid's edge"}`): `--help` lists them, exported tables carry them, and
+    `astra_cli.testing.check_method` refuses a result that sets a bit not declared here."""
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         params: dict[str, Param] = {}
@@ -277,7 +282,7 @@ class Method:
         """One line about result columns whose names do not say enough (the grid label a
         column holds, say), for `astra results` to write beside them. Read headers only: it is
         called when exporting, not in the workers."""
-        return {}
+        return {"flags": describe_flags(self.flags)} if self.flags else {}
 
     def load_model(self) -> Any:
         """Load whatever is expensive (a grid, a trained model). Called once per group per
@@ -304,3 +309,8 @@ class Method:
         fails alone.
         """
         return [self.analyse(model, spectrum) for spectrum in spectra]
+
+
+def describe_flags(flags: dict[int, str]) -> str:
+    """`1 at the grid's edge; 2 did not converge`: the flag bits in one line."""
+    return "; ".join(f"{bit} {meaning}" for bit, meaning in sorted(flags.items()))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from astra_cli.methods.base import Method, Param, Upstream
 from astra_cli.methods.restframe import (
+    VELOCITY_FLAGS,
     frame_flags,
     rest_wavelength,
     rv_templates_option,
@@ -29,12 +30,14 @@ class Cannon(Method):
     minimise chi-square against the model's quadratic-in-labels spectra are found for the whole
     chunk at once. Observed-frame spectra (apVisit) are moved to the rest frame by their v_rad,
     from a manifest column or from `rv`, run first where the store has none. Columns: one per
-    label and its error (e_<label>), chi2, rchi2, n_pixels, flags (2 did not converge, 16 an
-    observed-frame spectrum fitted without a velocity, as if at rest, 32 its v_rad came from
-    an rv run that flagged it).
+    label and its error (e_<label>), chi2, rchi2, n_pixels and flags.
     """
 
     inputs: ClassVar[dict[str, type]] = {"v_rad": float}
+    flags: ClassVar[dict[int, str]] = {
+        2: "the fit did not converge",
+        **VELOCITY_FLAGS,
+    }
 
     model = Param(type=Path, help="Cannon model (FITS) written by `astra train cannon`.")
     velocity = velocity_option()

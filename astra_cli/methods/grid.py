@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from astra_cli.errors import UsageError, spelling
 from astra_cli.methods.base import Method, Param, Upstream
 from astra_cli.methods.restframe import (
+    VELOCITY_FLAGS,
     frame_flags,
     rest_wavelength,
     rv_templates_option,
@@ -30,21 +31,27 @@ if TYPE_CHECKING:
 class Grid(Method):
     """Stellar labels (the grid's own: Teff, logg, [M/H]...) by chi-square over model spectra.
 
-    Each spectrum is continuum-normalised per chip and grid section, compared with every node
-    of the grid, then refined by interpolating the grid and minimising chi-square; errors come
-    from the curvature of chi-square. Observed-frame spectra (apVisit) are moved to the rest
-    frame by their v_rad: a manifest column v_rad, or what `rv` measured (run first, in the same
-    invocation, where the store has none). Columns: one per grid label and its error (e_<label>;
-    a label's column is its name in lower case with other characters as '_', so FERRE's 'O Mg
-    Si S Ca Ti' is o_mg_si_s_ca_ti), chi2, rchi2, n_pixels, snr and flags (1 at the grid edge,
-    2 did not converge, 4 low S/N, 8 the fit used a node the grid marks invalid, 16 an
-    observed-frame spectrum fitted without a velocity, as if at rest, 32 its v_rad came from
-    an rv run that flagged it). Model grids:
-    astra FITS grids, FERRE grids (ASCII or binary .hdr + .unf, MULTI sections, NPCA,
-    TRANSPOSED) or .npz; `astra grid info FILE` says what astra makes of one.
+    Each spectrum is continuum-normalised per chip and grid section and compared with the
+    grid's nodes (every node of a small grid, a coarse lattice of a large one: `astra plan`
+    says which), then refined from its best nodes by interpolating the grid and minimising
+    chi-square with the continuum refitted to every trial; errors come from the curvature of
+    chi-square. Observed-frame spectra (apVisit) are moved to the rest frame by their v_rad: a
+    manifest column v_rad, or what `rv` measured (run first, in the same invocation, where the
+    store has none). Columns: one per grid label and its error (e_<label>; a label's column is
+    its name in lower case with other characters as '_', so FERRE's 'O Mg Si S Ca Ti' is
+    o_mg_si_s_ca_ti), chi2, rchi2, n_pixels, snr and flags. Model grids: astra FITS grids,
+    FERRE grids (ASCII or binary .hdr + .unf, MULTI sections, NPCA, TRANSPOSED) or .npz;
+    `astra grid info FILE` says what astra makes of one.
     """
 
     inputs: ClassVar[dict[str, type]] = {"v_rad": float}
+    flags: ClassVar[dict[int, str]] = {
+        1: "the best fit is at the grid's edge: the true labels may lie outside it",
+        2: "the refinement did not converge",
+        4: "median S/N below 10: treat the labels with caution",
+        8: "the fit's cell of the grid has a node the grid marks invalid (INVALID_CODE)",
+        **VELOCITY_FLAGS,
+    }
 
     grid = Param(type=Path, help="Model grid: astra FITS, FERRE ASCII or binary (.hdr), or .npz.")
     continuum_order = Param(4, help="Polynomial order of the continuum fitted to each chip.")
@@ -110,7 +117,7 @@ class Grid(Method):
         from astra_cli.io.grids import grid_header
 
         grid = grid_header(self.grid)
-        described = {}
+        described = super().describe_columns()
         for label, column in zip(grid.labels, grid.columns, strict=True):
             described[column] = f"grid label {label!r}"
             described[f"e_{column}"] = f"error of grid label {label!r}"

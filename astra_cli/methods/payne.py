@@ -8,7 +8,7 @@ spectra the fit starts from.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from astra_cli.methods.base import Method, Param
 
@@ -23,11 +23,15 @@ class Payne(Method):
     Levenberg-Marquardt with the network's exact Jacobian, from the best 2 of a lattice of the
     network's spectra, the first velocity from cross-correlating with them. Works on apStar and
     apVisit (observed-frame) spectra. Columns: one per network label and its error (e_<label>),
-    v_rad and e_v_rad (km/s), chi2, rchi2, n_pixels, flags (1 a label at the edge of the
-    training range: the star may be outside it, 2 did not converge, 4 reduced chi-square above
-    30: the network does not describe the spectrum). Errors are marginalised over the
+    v_rad and e_v_rad (km/s), chi2, rchi2, n_pixels and flags. Errors are marginalised over the
     continuum and scaled by sqrt(rchi2) when it exceeds 1.
     """
+
+    flags: ClassVar[dict[int, str]] = {
+        1: "a label ends at the edge of the network's training range: the star may lie outside it",
+        2: "the fit did not converge",
+        4: "reduced chi-square above 30: the network does not describe the spectrum",
+    }
 
     network = Param(
         type=Path,

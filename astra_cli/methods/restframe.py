@@ -22,6 +22,14 @@ FLAG_AT_REST_ASSUMED = 16
 FLAG_VELOCITY_FLAGGED = 32
 """The v_rad the spectrum was moved by is flagged by the `rv` run that measured it."""
 
+VELOCITY_FLAGS = {
+    FLAG_AT_REST_ASSUMED: "an observed-frame (apVisit) spectrum fitted without a velocity, as "
+    "if at rest: its labels are likely wrong",
+    FLAG_VELOCITY_FLAGGED: "the v_rad the spectrum was moved to rest by came from an rv run "
+    "that flagged it",
+}
+"""The flags of a method that fits observed-frame spectra at rest."""
+
 
 def velocity_option() -> Param:
     """The `velocity` option: where observed-frame spectra get their v_rad."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from astra_cli.methods.base import Method, Param
 
@@ -18,10 +18,16 @@ class RadialVelocity(Method):
     the highest correlation peak; the peak is located to a fraction of a pixel. Columns: v_rad
     and e_v_rad (km/s), ccf_peak (correlation at the peak, 0-1), ccf_second_peak (the highest
     other maximum), ccf_fwhm (km/s), template (index) and the best template's labels
-    (template_<label>), n_pixels, flags (1 peak at the edge of the +-1000 km/s search, 2 no
-    positive peak, 4 peak below 0.2: the templates do not match the spectrum, 8 a second peak
-    at least 0.8 of the first: ambiguous).
+    (template_<label>), n_pixels and flags.
     """
+
+    flags: ClassVar[dict[int, str]] = {
+        1: "the correlation peak is at the edge of the +-1000 km/s search",
+        2: "no positive correlation peak",
+        4: "the peak is below 0.1: the templates do not match the spectrum (measured: 0.04-0.07 "
+        "for wrong templates on real stars, 0.14-0.84 for the built-in ones)",
+        8: "a second peak at least 0.8 of the first: the velocity is ambiguous",
+    }
 
     version = "2"
 
