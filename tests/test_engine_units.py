@@ -31,7 +31,7 @@ KEYS = ("obs-a", "obs-b", "obs-c", "obs-d")
 
 
 def chunk(tmp_path, numbering=None):
-    numbering = numbering or ChunkTasks(tmp_path, "inv")
+    numbering = numbering or ChunkTasks(tmp_path, "inv", str(tmp_path))
     items = [WorkItem(key, f"/{key}.fits") for key in KEYS]
     return numbering, numbering.make("group", "snr", {}, items)
 

@@ -579,6 +579,35 @@ def test_a_fixed_label_stays_and_the_others_are_fitted(spectra, fits_answers, gr
         assert abs(result["teff"] - fits_answers[name]["teff"]) < 300
 
 
+def test_a_manifest_fixes_labels_row_by_row(spectra, fits_answers, grids, tmp_path):
+    """fix_<label> columns hold a label for their row alone; an empty cell leaves it free."""
+    manifest = tmp_path / "fixed.csv"
+    manifest.write_text(
+        f"path,fix_logg,fix_metals\n{spectra[0]},2.5,\n{spectra[1]},,-0.5\n{spectra[2]},,\n"
+    )
+    out = tmp_path / "out"
+    command = ["analyse", "grid", "--from-file", str(manifest), "--grid", str(grids["fits"])]
+    result = runner.invoke(app, [*command, "--output-dir", str(out), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    with ResultsStore(out) as store:
+        answers = {Path(r.input_path).name: r for r in store.records(method="grid")}
+    first, second, third = (answers[path.name] for path in spectra[:3])
+    assert first.result["logg"] == 2.5 and first.result["e_logg"] == 0.0
+    assert first.result["metals"] != -0.5 and first.result["e_metals"] > 0
+    assert second.result["metals"] == -0.5 and second.result["e_logg"] > 0
+    assert third.result == fits_answers[spectra[2].name], "a row without values is fitted free"
+    assert first.observation.endswith("|fix_logg=2.5"), "the value is part of the run"
+
+
+def test_a_fix_column_for_a_label_the_grid_lacks_is_refused(spectra, grids, tmp_path):
+    manifest = tmp_path / "fixed.csv"
+    manifest.write_text(f"path,fix_gravity\n{spectra[0]},2.5\n")
+    command = ["analyse", "grid", "--from-file", str(manifest), "--grid", str(grids["fits"])]
+    result = runner.invoke(app, [*command, "--output-dir", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "manifest column fix_gravity" in result.output and "fix_logg" in result.output
+
+
 def test_weights_that_leave_one_window_fit_that_window_alone(
     spectra, fits_answers, grids, base_grid, tmp_path
 ):

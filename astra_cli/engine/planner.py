@@ -222,8 +222,13 @@ def make_plan(
             groups[key].needs = needs
             requested[key] = {}
         runs = requested[key]
+        given: set[str] = set()
         for observation in request.observations:
             runs.setdefault(observation.key, observation)
+            if observation.inputs:
+                given.update(name for name, _ in observation.inputs)
+        if given:
+            method.check_inputs(given)
 
     stored = lookup_statuses(list(groups)) if groups and not force else {}
     for key, group in groups.items():

@@ -28,8 +28,9 @@ say while importing a plugin) before the remaining runs are failed rather than r
 class ChunkTasks:
     """Numbers chunk tasks and their journals for one invocation."""
 
-    def __init__(self, journal_dir: Path, invocation: str) -> None:
+    def __init__(self, journal_dir: Path, invocation: str, output_dir: str) -> None:
         self.journal_dir = journal_dir
+        self.output_dir = output_dir
         self.invocation = invocation
         self._numbers = itertools.count()
 
@@ -42,7 +43,15 @@ class ChunkTasks:
     ) -> ChunkTask:
         chunk_id = f"{self.invocation}-{next(self._numbers)}"
         journal = str(self.journal_dir / f"{chunk_id}.jsonl")
-        return ChunkTask(chunk_id, group_key, method, dict(options), tuple(observations), journal)
+        return ChunkTask(
+            chunk_id,
+            group_key,
+            method,
+            dict(options),
+            tuple(observations),
+            journal,
+            self.output_dir,
+        )
 
 
 def execute(

@@ -83,7 +83,7 @@ def execute_plan(
     store = ResultsStore(plan.output_dir)
     journals = JournalArea(store.output_dir, invocation)
     locks = GroupLocks(store.output_dir)
-    numbering = ChunkTasks(journals.directory, invocation)
+    numbering = ChunkTasks(journals.directory, invocation, str(store.output_dir))
     committer = _Committer(plan, store, summary)
     progress.started(plan)
     remaining = [group for group in plan.groups if group.observations]

@@ -51,6 +51,8 @@ class ChunkTask:
     options: Mapping[str, Any]
     observations: tuple[WorkItem, ...]
     journal: str
+    output_dir: str
+    """The results' directory: a run's own files (`FittedSpectrum` values) go under it."""
 
 
 @dataclass
@@ -92,10 +94,13 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
             now = time.time()
             outcomes = [Outcome(o.key, None, str(error), now, 0.0) for o in task.observations]
             return ChunkResult(task.chunk_id, task.group_key, outcomes)
+        files = _RunFiles(task.output_dir, task.method, task.group_key)
         if type(method).analyse_batch is Method.analyse_batch:
-            outcomes = [_analyse_one(method, model, item, journal) for item in task.observations]
+            outcomes = [
+                _analyse_one(method, model, item, journal, files) for item in task.observations
+            ]
         else:
-            outcomes = _analyse_batch(method, model, task.observations, journal)
+            outcomes = _analyse_batch(method, model, task.observations, journal, files)
         return ChunkResult(task.chunk_id, task.group_key, outcomes, model_loaded=loaded)
     finally:
         journal.close()
@@ -155,13 +160,46 @@ def _read(method: Method, item: WorkItem) -> Spectrum:
     return spectrum
 
 
-def _analyse_one(method: Method, model: Any, item: WorkItem, journal: ChunkJournal) -> Outcome:
+@dataclass(frozen=True)
+class _RunFiles:
+    """Where a chunk's runs write the files their results hold (`FittedSpectrum` values)."""
+
+    output_dir: str
+    method: str
+    group_key: str
+
+    def store(self, result: Any, item: WorkItem) -> Any:
+        """The result with each FittedSpectrum written to its file and replaced by the file's
+        path relative to the output directory (what the store keeps)."""
+        if not isinstance(result, Mapping):
+            return result
+        from astra_cli.io.fitfiles import FittedSpectrum, spectrum_path, write_fitted_spectrum
+
+        stored = dict(result)
+        for name, value in result.items():
+            if isinstance(value, FittedSpectrum):
+                relative = spectrum_path(self.method, self.group_key, item.key)
+                header = {
+                    "METHOD": self.method,
+                    "GROUP": self.group_key,
+                    "OBSKEY": item.key,
+                    "INPUT": item.path,
+                }
+                write_fitted_spectrum(value, Path(self.output_dir) / relative, header)
+                stored[name] = str(relative)
+        return stored
+
+
+def _analyse_one(
+    method: Method, model: Any, item: WorkItem, journal: ChunkJournal, files: _RunFiles
+) -> Outcome:
     journal.started([item.key])
     started = time.time()
     clock = time.perf_counter()
     try:
         spectrum = _read(method, item)
-        result, error = clean_result(method.analyse_batch(model, [spectrum])[0]), None
+        result = method.analyse_batch(model, [spectrum])[0]
+        result, error = clean_result(files.store(result, item)), None
     except Exception as exception:
         result, error = None, describe_error(exception)
     outcome = Outcome(item.key, result, error, started, time.perf_counter() - clock)
@@ -174,6 +212,7 @@ def _analyse_batch(
     model: Any,
     observations: Sequence[WorkItem],
     journal: ChunkJournal,
+    files: _RunFiles,
 ) -> list[Outcome]:
     """Read every spectrum, analyse the readable ones in one `analyse_batch` call, and fall
     back to one at a time if the batch raises, so that one bad spectrum fails alone."""
@@ -196,12 +235,15 @@ def _analyse_batch(
             raise ValueError(
                 f"analyse_batch returned {len(results)} results for {len(readable)} spectra"
             )
-        cleaned = [clean_result(result) for result in results]
+        cleaned = [
+            clean_result(files.store(result, item))
+            for (item, _), result in zip(readable, results, strict=True)
+        ]
     except Exception:
         cleaned = None
     if cleaned is None:
         for item, _ in readable:
-            outcomes[item.key] = _analyse_one(method, model, item, journal)
+            outcomes[item.key] = _analyse_one(method, model, item, journal, files)
     else:
         each = (time.perf_counter() - clock) / max(len(readable), 1)
         for (item, _), result in zip(readable, cleaned, strict=True):

@@ -205,7 +205,9 @@ class Method:
     inputs: ClassVar[dict[str, type]] = {}
     """Values an observation may bring beside its file, by name (`{"v_rad": float}`): a
     manifest column of that name gives them, and the method finds them in
-    `spectrum.inputs`. They are part of the run: another value is another run."""
+    `spectrum.inputs`. They are part of the run: another value is another run. A name
+    ending in `*` stands for every column that starts with what precedes it (`"fix_*"`:
+    fix_logg, fix_teff, ...); `check_inputs` says which of those the method can use."""
 
     flags: ClassVar[dict[int, str]] = {}
     """The bits of the result's `flags` column and what each says about the result (`{1: "at
@@ -267,6 +269,11 @@ class Method:
         """Cheap checks in the invoking process, before any work: read a model file's header,
         say, so that a wrong file stops the invocation (exit code 2) instead of failing every
         run. Raise `astra_cli.errors.UsageError` with a message naming the file."""
+
+    def check_inputs(self, names: set[str]) -> None:
+        """Refuse the input columns a manifest gave that these options cannot use (a label
+        the grid does not have, say): raise `astra_cli.errors.UsageError` naming the column.
+        Called once per option set, with every input name its observations bring."""
 
     def upstream(self) -> list[Upstream]:
         """Columns of other methods this one needs for the same observations (see Upstream);

@@ -7,6 +7,7 @@ each chunk is fitted as a batch (chi-square against every node as matrix product
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
 
     from astra_cli.io.grids import GridData
     from astra_cli.io.spectra import Spectrum
+    from astra_cli.science.grids import ModelGrid
+
+
+FIX_PREFIX = "fix_"
+"""A manifest column fix_<label> holds that label fixed for its row (as --fix does for all)."""
 
 
 class Grid(Method):
@@ -44,7 +50,7 @@ class Grid(Method):
     `astra grid info FILE` says what astra makes of one.
     """
 
-    inputs: ClassVar[dict[str, type]] = {"v_rad": float}
+    inputs: ClassVar[dict[str, type]] = {"v_rad": float, "fix_*": float}
     flags: ClassVar[dict[int, str]] = {
         1: "the best fit is at the grid's edge: the true labels may lie outside it",
         2: "the refinement did not converge",
@@ -69,7 +75,8 @@ class Grid(Method):
     fix = Param(
         "",
         help="Labels held at a value instead of fitted, LABEL=VALUE[,LABEL=VALUE] (result "
-        "column names: logg=4.5). A manifest column `fix` gives each row its own.",
+        "column names: logg=4.5). A manifest column fix_<label> (fix_logg) holds that label "
+        "for its row alone; an empty cell leaves it free.",
     )
     weights = Param(
         None,
@@ -79,6 +86,13 @@ class Grid(Method):
     )
     velocity = velocity_option()
     rv_templates = rv_templates_option()
+    save_spectra = Param(
+        False,
+        significant=False,
+        help="Write each run's fit to OUTPUT_DIR/spectra/grid/GROUP/ (FITS: the spectrum and "
+        "its error normalised, the continuum and the best-fit model); the result column "
+        "spectrum_file names it. Runs already done are not rerun: add --force for them.",
+    )
     air_to_vacuum = Param(
         False,
         help="The grid's wavelengths are in air (VACUUM = 0, or not stated in a FERRE "
@@ -88,6 +102,18 @@ class Grid(Method):
 
     def upstream(self) -> list[Upstream]:
         return velocity_source(self.velocity, self.rv_templates)
+
+    def check_inputs(self, names: set[str]) -> None:
+        from astra_cli.io.grids import grid_header
+
+        columns = grid_header(self.grid).columns
+        for name in sorted(names):
+            if name.startswith(FIX_PREFIX) and name.removeprefix(FIX_PREFIX) not in columns:
+                known = ", ".join(FIX_PREFIX + column for column in columns)
+                raise UsageError(
+                    f"manifest column {name}: {self.grid} has no label "
+                    f"{name.removeprefix(FIX_PREFIX)!r} (its fix_ columns: {known})"
+                )
 
     def validate(self) -> None:
         from astra_cli.io.grids import check_grid
@@ -148,16 +174,46 @@ class Grid(Method):
         from astra_cli.science.gridfit import fit_batch
 
         prepared, settings = model
-        results = fit_batch(
-            prepared,
-            [rest_wavelength(spectrum) for spectrum in spectra],
-            [spectrum.flux for spectrum in spectra],
-            [np.where(spectrum.bad, 0.0, spectrum.ivar) for spectrum in spectra],
-            settings=settings,
-        )
-        for spectrum, result in zip(spectra, results, strict=True):
-            result["flags"] = int(result["flags"]) | frame_flags(spectrum)
+        # Spectra whose manifest rows fix labels of their own are fitted apart, each set of
+        # fixed values with its settings.
+        batches: dict[tuple[tuple[int, float], ...], list[int]] = {}
+        for index, spectrum in enumerate(spectra):
+            own = tuple(sorted(fixed_by_row(prepared.grid, spectrum.inputs).items()))
+            batches.setdefault(own, []).append(index)
+        results: list[dict[str, Any]] = [{} for _ in spectra]
+        for own, indices in batches.items():
+            fixed = {**settings.fixed, **dict(own)}
+            if len(fixed) == len(prepared.grid.labels):
+                raise ValueError("every label is fixed (by --fix and fix_ columns)")
+            fitted = fit_batch(
+                prepared,
+                [rest_wavelength(spectra[i]) for i in indices],
+                [spectra[i].flux for i in indices],
+                [np.where(spectra[i].bad, 0.0, spectra[i].ivar) for i in indices],
+                settings=replace(settings, fixed=fixed),
+                spectra=self.save_spectra,
+            )
+            for index, result in zip(indices, fitted, strict=True):
+                result["flags"] = int(result["flags"]) | frame_flags(spectra[index])
+                results[index] = result
         return results
+
+
+def fixed_by_row(grid: ModelGrid, inputs: dict[str, Any]) -> dict[int, float]:
+    """{label index: value} from a spectrum's fix_<label> inputs, each inside the grid."""
+    fixed = {}
+    for name, value in inputs.items():
+        if not name.startswith(FIX_PREFIX):
+            continue
+        column = name.removeprefix(FIX_PREFIX)
+        if column not in grid.labels:
+            raise ValueError(f"{name}: the grid has no label {column!r}")
+        index = grid.labels.index(column)
+        low, high = float(grid.llimits[index]), float(grid.upper[index])
+        if not low <= float(value) <= high:
+            raise ValueError(f"{name}={value:g} is outside the grid ({low:g} to {high:g})")
+        fixed[index] = float(value)
+    return fixed
 
 
 def check_wavelengths(grid: GridData, air_to_vacuum: bool) -> None:

@@ -24,9 +24,11 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from astra_cli.io.fitfiles import FittedSpectrum
 from astra_cli.science.continuum import (
     continuum_segments,
     design_products,
@@ -150,8 +152,10 @@ def fit_batch(
     *,
     continuum_order: int = 4,
     settings: FitSettings | None = None,
-) -> list[dict[str, float | int]]:
-    """Fit B spectra; one result dict per spectrum.
+    spectra: bool = False,
+) -> list[dict[str, Any]]:
+    """Fit B spectra; one result dict per spectrum, with the fit itself as a FittedSpectrum in
+    `spectrum_file` when `spectra` is asked for.
 
     Each spectrum is taken onto the model's pixels (exactly, when it is on them already, as
     apStar spectra are on an APOGEE grid); pixels outside every section of the grid take no
@@ -220,8 +224,30 @@ def fit_batch(
             if best is None or found[0].chi2 < best[0].chi2:
                 best = found
         assert best is not None
-        results.append(_result(grid, problem, *best, free))
+        result: dict[str, Any] = _result(grid, problem, *best, free)
+        if spectra:
+            wavelength = target if pixel_map is None else pixel_map.wavelength
+            result["spectrum_file"] = _fitted_spectrum(wavelength, problem, best[0])
+        results.append(result)
     return results
+
+
+def _fitted_spectrum(
+    wavelength: np.ndarray, problem: _ContinuumFit, fit: _Evaluation
+) -> FittedSpectrum:
+    """The fit on the pixels that have a continuum, normalised by it."""
+    kept = fit.continuum > 0
+    continuum = fit.continuum[kept]
+    ivar = problem.ivar[kept]
+    with np.errstate(divide="ignore"):
+        error = np.where(ivar > 0, 1.0 / np.sqrt(np.where(ivar > 0, ivar, 1.0)), np.inf)
+    return FittedSpectrum(
+        wavelength=wavelength[kept],
+        flux=problem.flux[kept] / continuum,
+        error=error / continuum,
+        continuum=continuum,
+        model=fit.model[kept],
+    )
 
 
 def _designs(

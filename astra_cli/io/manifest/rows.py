@@ -159,6 +159,13 @@ class Interpreter:
             coerced.append((name, result))
         return tuple(coerced)
 
+    def takes_input(self, column: str) -> bool:
+        """Whether the column is one of the method's inputs, by name or by a `prefix*`."""
+        return any(
+            column.startswith(name[:-1]) if name.endswith("*") else column == name
+            for name in self.inputs
+        )
+
     def input_values(self, given: Iterable[tuple[str, Any]]) -> tuple[tuple[str, Any], ...] | str:
         """A row's inputs as numbers (empty cells give none), or what is wrong with them."""
         values = []
@@ -243,7 +250,7 @@ class Layout:
                 self.keys[name] = key
         elif name in self.interpreter.params:
             self.options.append(name)
-        elif name in self.interpreter.inputs:
+        elif self.interpreter.takes_input(name):
             self.inputs.append(name)
         else:
             self.ignored.append(name)
