@@ -7,6 +7,7 @@ each chunk is fitted as a batch (chi-square against every node as matrix product
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -93,6 +94,13 @@ class Grid(Method):
         "its error normalised, the continuum and the best-fit model); the result column "
         "spectrum_file names it. Runs already done are not rerun: add --force for them.",
     )
+    covariance = Param(
+        False,
+        significant=False,
+        help="Also store the covariance of every pair of labels, cov_<label>_<label> (the "
+        "errors are the square roots of the variances). Runs already done are not rerun: "
+        "add --force for them.",
+    )
     air_to_vacuum = Param(
         False,
         help="The grid's wavelengths are in air (VACUUM = 0, or not stated in a FERRE "
@@ -147,6 +155,10 @@ class Grid(Method):
         for label, column in zip(grid.labels, grid.columns, strict=True):
             described[column] = f"grid label {label!r}"
             described[f"e_{column}"] = f"error of grid label {label!r}"
+        for (a, first), (b, second) in itertools.combinations(
+            zip(grid.labels, grid.columns, strict=True), 2
+        ):
+            described[f"cov_{first}_{second}"] = f"covariance of grid labels {a!r} and {b!r}"
         return described
 
     def load_model(self) -> Any:
@@ -192,6 +204,7 @@ class Grid(Method):
                 [np.where(spectra[i].bad, 0.0, spectra[i].ivar) for i in indices],
                 settings=replace(settings, fixed=fixed),
                 spectra=self.save_spectra,
+                covariance=self.covariance,
             )
             for index, result in zip(indices, fitted, strict=True):
                 result["flags"] = int(result["flags"]) | frame_flags(spectra[index])

@@ -153,9 +153,11 @@ def fit_batch(
     continuum_order: int = 4,
     settings: FitSettings | None = None,
     spectra: bool = False,
+    covariance: bool = False,
 ) -> list[dict[str, Any]]:
     """Fit B spectra; one result dict per spectrum, with the fit itself as a FittedSpectrum in
-    `spectrum_file` when `spectra` is asked for.
+    `spectrum_file` when `spectra` is asked for, and the labels' covariances
+    (`cov_<label>_<label>`, every pair) when `covariance` is.
 
     Each spectrum is taken onto the model's pixels (exactly, when it is on them already, as
     apStar spectra are on an APOGEE grid); pixels outside every section of the grid take no
@@ -224,7 +226,7 @@ def fit_batch(
             if best is None or found[0].chi2 < best[0].chi2:
                 best = found
         assert best is not None
-        result: dict[str, Any] = _result(grid, problem, *best, free)
+        result: dict[str, Any] = _result(grid, problem, *best, free, covariance)
         if spectra:
             wavelength = target if pixel_map is None else pixel_map.wavelength
             result["spectrum_file"] = _fitted_spectrum(wavelength, problem, best[0])
@@ -459,7 +461,12 @@ def _refine(
 
 
 def _result(
-    grid: ModelGrid, problem: _ContinuumFit, fit: _Evaluation, converged: bool, free: list[int]
+    grid: ModelGrid,
+    problem: _ContinuumFit,
+    fit: _Evaluation,
+    converged: bool,
+    free: list[int],
+    with_covariance: bool = False,
 ) -> dict[str, float | int]:
     labels, flux, ivar = fit.labels, problem.flux, problem.ivar
     used = (ivar > 0) & (fit.continuum * fit.model > 0)
@@ -485,5 +492,10 @@ def _result(
     for name, value, error in zip(grid.labels, labels, errors, strict=True):
         result[name] = float(value)
         result[f"e_{name}"] = float(error)
+    if with_covariance:
+        full = np.zeros((len(labels), len(labels)))  # fixed labels: no covariance
+        full[np.ix_(free, free)] = covariance
+        for a, b in itertools.combinations(range(len(labels)), 2):
+            result[f"cov_{grid.labels[a]}_{grid.labels[b]}"] = float(full[a, b])
     result.update(chi2=chi2, rchi2=rchi2, n_pixels=n_pixels, snr=snr, flags=flags)
     return result
