@@ -42,8 +42,7 @@ class Observation:
         """The same observation bringing these inputs (they become part of its key)."""
         if not inputs:
             return self
-        suffix = "".join(f"|{name}={value!r}" for name, value in inputs)
-        return Observation(self.key + suffix, self.path, self.identifiers, inputs)
+        return Observation(self.key + _suffix(inputs), self.path, self.identifiers, inputs)
 
     @property
     def observed_frame(self) -> bool:
@@ -57,7 +56,12 @@ class Observation:
     @property
     def bare_key(self) -> str:
         """The key without its inputs: the observation as other methods know it."""
-        return self.key.split("|", 1)[0]
+        return self.key[: len(self.key) - len(_suffix(self.inputs))]
+
+
+def _suffix(inputs: tuple[tuple[str, Any], ...]) -> str:
+    """What the inputs add to an observation's key: `|v_rad=12.5`, one per input."""
+    return "".join(f"|{name}={value!r}" for name, value in inputs)
 
 
 @dataclass(slots=True)

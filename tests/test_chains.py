@@ -186,6 +186,21 @@ def test_a_failed_velocity_fails_the_run_that_needs_it_and_says_so(demo_files, t
     assert [r.input_path for r in failed] == [str(broken)]
     assert "needs v_rad from rv, which failed: " in failed[0].error
 
+    # Mended, the visit is fitted when failed runs are retried: its rv run first.
+    with fits.open(visit_paths(demo_files)[0]) as hdus:
+        hdus.writeto(broken, overwrite=True)
+    retried = astra_cli.run(
+        "grid",
+        [good, str(broken)],
+        output_dir=out,
+        jobs=1,
+        grid=demo_files.grid_fits,
+        rv_templates=demo_files.templates,
+        retry_failed=True,
+    )
+    assert [(stage.ran, stage.ok) for stage in retried.upstream] == [(1, 1)]
+    assert (retried.ran, retried.ok, retried.already_done) == (1, 1, 1)
+
 
 def test_a_velocity_rv_flagged_is_passed_on_as_a_flag(demo_files, tmp_path):
     """The demo's templates match no real star: rv flags its velocities of real visits, and

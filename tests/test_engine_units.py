@@ -25,7 +25,7 @@ from astra_cli.errors import UsageError
 from astra_cli.io.identifiers import observation_from_path
 from astra_cli.io.store import ResultsStore
 from astra_cli.version import __version__
-from astra_cli.vocabulary import Outcome, RunRecord
+from astra_cli.vocabulary import Observation, Outcome, RunRecord
 
 KEYS = ("obs-a", "obs-b", "obs-c", "obs-d")
 
@@ -215,3 +215,12 @@ def test_results_are_made_storable_or_refused():
         clean_result({"flux": np.ones(3)})
     with pytest.raises(TypeError, match="not a dict of columns"):
         clean_result([1.0])
+
+
+def test_an_observations_inputs_are_part_of_its_key_and_come_off_again():
+    # A file name may hold '|' itself: only the inputs' own suffix comes off.
+    plain = Observation("path:/data/a|b/apVisit-1.fits", "/data/a|b/apVisit-1.fits")
+    moving = plain.with_inputs((("v_rad", -12.5),))
+    assert moving.key == "path:/data/a|b/apVisit-1.fits|v_rad=-12.5"
+    assert moving.bare_key == plain.bare_key == plain.key
+    assert plain.with_inputs(()) is plain

@@ -213,15 +213,13 @@ class Grid(Method):
 
 
 def fixed_by_row(grid: ModelGrid, inputs: dict[str, Any]) -> dict[int, float]:
-    """{label index: value} from a spectrum's fix_<label> inputs, each inside the grid."""
+    """{label index: value} from a spectrum's fix_<label> inputs (their labels checked by
+    `Grid.check_inputs` when planning), each inside the grid."""
     fixed = {}
     for name, value in inputs.items():
         if not name.startswith(FIX_PREFIX):
             continue
-        column = name.removeprefix(FIX_PREFIX)
-        if column not in grid.labels:
-            raise ValueError(f"{name}: the grid has no label {column!r}")
-        index = grid.labels.index(column)
+        index = grid.labels.index(name.removeprefix(FIX_PREFIX))
         low, high = float(grid.llimits[index]), float(grid.upper[index])
         if not low <= float(value) <= high:
             raise ValueError(f"{name}={value:g} is outside the grid ({low:g} to {high:g})")
