@@ -94,7 +94,7 @@ def test_method_help_shows_its_options_in_their_own_panel():
     )
     assert re.search(
         r"--continuum-order INT [^[]*Repeat to sweep\. \[significant: each value is its own group; "
-        r"default: 4\]",
+        r"default: 4; 0 to 12\]",
         text,
     )
 

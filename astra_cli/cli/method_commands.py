@@ -71,7 +71,8 @@ def option_help(param: Param) -> str:
         else "insignificant: does not split groups"
     )
     default = "required" if param.required else f"default: {param.default}"
-    return f"{escape_markup(param.help)}{sweep} \\[{role}; {default}]".strip()
+    bounds = f"; {param.bounds}" if param.bounds else ""
+    return f"{escape_markup(param.help)}{sweep} \\[{role}; {default}{bounds}]".strip()
 
 
 def method_description(method_class: type[Method]) -> str:

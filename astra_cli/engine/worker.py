@@ -26,6 +26,9 @@ from astra_cli.methods.base import Method
 from astra_cli.methods.registry import load_method
 from astra_cli.vocabulary import Outcome
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""What a table's integer column (and SQLite's) holds."""
+
 MODEL_CACHE_SIZE = 2
 """Models kept per worker. Chunks are handed out group by group, so a worker needs the model
 of the group it is on and, at a boundary, the one before; more would only hold memory."""
@@ -276,6 +279,8 @@ def clean_result(result: Any) -> dict[str, Any]:
                 f"result column {name!r} must be a number, string or bool, "
                 f"not {type(value).__name__}"
             )
+        if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            raise TypeError(f"result column {name!r}: {value} does not fit a 64-bit integer")
         cleaned[name] = value
     return cleaned
 

@@ -159,7 +159,7 @@ def _column(column_class: Any, values: Sequence[Any]) -> Any:
     fill: Any
     if all(isinstance(value, bool) for value in present):
         dtype, fill = bool, False
-    elif all(isinstance(value, int) and not isinstance(value, bool) for value in present):
+    elif all(_is_int64(value) for value in present):
         dtype, fill = np.int64, 0
     elif all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in present):
         dtype, fill = np.float64, np.nan
@@ -170,6 +170,11 @@ def _column(column_class: Any, values: Sequence[Any]) -> Any:
         )
     data = np.array([fill if value is None else value for value in values], dtype=dtype)
     return column_class(data, mask=[value is None for value in values])
+
+
+def _is_int64(value: Any) -> bool:
+    """An integer a table's int64 column holds (an older store may hold larger ones)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
 
 
 def _iso(timestamp: float | None) -> str:

@@ -114,6 +114,13 @@ def _read_apstar(hdus: fits.HDUList, path: str) -> Spectrum:
     except KeyError as missing:
         raise SpectrumReadError(f"cannot read {path}: no {missing} in its header") from None
     crpix = float(header.get("CRPIX1", 1.0))
+    if not (np.isfinite([crval, cdelt, crpix]).all() and cdelt > 0):
+        raise SpectrumReadError(
+            f"cannot read {path}: CRVAL1 {crval}, CDELT1 {cdelt}, CRPIX1 {crpix} do not give "
+            "increasing wavelengths"
+        )
+    if not flux.size == error.size == mask.size:
+        raise SpectrumReadError(f"cannot read {path}: HDUs 1-3 differ in size")
     pixels = np.arange(flux.size, dtype=float)
     wavelength = 10.0 ** (crval + cdelt * (pixels + 1.0 - crpix))
     return _spectrum(wavelength, flux, error, mask, hdus[0].header, path, "apStar")
@@ -124,9 +131,11 @@ def _read_apvisit(hdus: fits.HDUList, path: str) -> Spectrum:
     with wavelength decreasing along a row; joined and sorted ascending."""
     import numpy as np
 
-    flux, error, mask, wavelength = (np.asarray(hdus[i].data).ravel() for i in (1, 2, 3, 4))
+    flux, error, mask, wavelength = (_chips(hdus[i].data, path, i) for i in (1, 2, 3, 4))
     if not flux.size == error.size == mask.size == wavelength.size:
         raise SpectrumReadError(f"cannot read {path}: HDUs 1-4 differ in size")
+    if not np.isfinite(wavelength).all():
+        raise SpectrumReadError(f"cannot read {path}: HDU4 holds non-finite wavelengths")
     order = np.argsort(wavelength, kind="stable")
     return _spectrum(
         wavelength[order], flux[order], error[order], mask[order], hdus[0].header, path, "apVisit"
@@ -139,7 +148,27 @@ def _first_row(data: Any, path: str, index: int) -> np.ndarray:
     if data is None:
         raise SpectrumReadError(f"cannot read {path}: HDU{index} holds no data")
     array = np.asarray(data)
-    return array[0] if array.ndim == 2 else array.ravel()
+    if array.ndim > 2:
+        raise SpectrumReadError(
+            f"cannot read {path}: HDU{index} has {array.ndim} dimensions {array.shape}; an "
+            "apStar holds one spectrum per row"
+        )
+    return array[0] if array.ndim == 2 else array
+
+
+def _chips(data: Any, path: str, index: int) -> np.ndarray:
+    """An apVisit HDU's chips (3 x 4096) as one row."""
+    import numpy as np
+
+    if data is None:
+        raise SpectrumReadError(f"cannot read {path}: HDU{index} holds no data")
+    array = np.asarray(data)
+    if array.ndim > 2:
+        raise SpectrumReadError(
+            f"cannot read {path}: HDU{index} has {array.ndim} dimensions {array.shape}; an "
+            "apVisit holds one row per chip"
+        )
+    return array.ravel()
 
 
 def _spectrum(

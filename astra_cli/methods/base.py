@@ -66,6 +66,9 @@ class Param:
         Path values are made absolute, so one file named two ways is one group.
     choices
         The allowed values, when there is a short list of them.
+    min, max
+        Bounds of a number, inclusive: a value beyond them is refused before any work
+        (from the command line and from manifests alike), and help shows them.
     """
 
     default: Any = REQUIRED
@@ -73,6 +76,8 @@ class Param:
     help: str = ""
     type: type | None = None
     choices: tuple[Any, ...] | None = None
+    min: float | None = None
+    max: float | None = None
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -83,6 +88,8 @@ class Param:
             object.__setattr__(self, "type", inferred)
         if self.type not in _SCALAR_TYPES:
             raise TypeError(f"Param type must be one of {_SCALAR_TYPES}, not {self.type!r}")
+        if (self.min is not None or self.max is not None) and self.type not in (int, float):
+            raise TypeError("Param min= and max= bound numbers: the type must be int or float")
 
     def __set_name__(self, owner: builtins.type, name: str) -> None:
         object.__setattr__(self, "name", name)
@@ -109,6 +116,15 @@ class Param:
     @property
     def required(self) -> bool:
         return self.default is REQUIRED
+
+    @property
+    def bounds(self) -> str:
+        """`0 to 12`, `at least 1`, `at most 5`, or "" when unbounded: for help and errors."""
+        if self.min is not None and self.max is not None:
+            return f"{self.min:g} to {self.max:g}"
+        if self.min is not None:
+            return f"at least {self.min:g}"
+        return f"at most {self.max:g}" if self.max is not None else ""
 
     @property
     def flag(self) -> str:
@@ -147,6 +163,12 @@ class Param:
                 f"option {spelling().option(self.name)}: {value!r} is not a valid "
                 f"{kind.__name__} ({error})"
             ) from None
+        below = self.min is not None and converted < self.min
+        if below or (self.max is not None and converted > self.max):
+            raise UsageError(
+                f"option {spelling().option(self.name)}: {value!r} is out of range; it must be "
+                f"{self.bounds}"
+            )
         if self.choices is not None and converted not in self.choices:
             allowed = ", ".join(map(str, self.choices))
             raise UsageError(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from astra_cli.errors import UsageError, spelling
 from astra_cli.methods.base import Method, Param, Upstream
+from astra_cli.methods.continuum_option import continuum_order_option
 from astra_cli.methods.restframe import (
     VELOCITY_FLAGS,
     frame_flags,
@@ -61,7 +62,7 @@ class Grid(Method):
     }
 
     grid = Param(type=Path, help="Model grid: astra FITS, FERRE ASCII or binary (.hdr), or .npz.")
-    continuum_order = Param(4, help="Polynomial order of the continuum fitted to each chip.")
+    continuum_order = continuum_order_option(4, "polynomial")
     interpolation = Param(
         "linear",
         choices=("linear", "cubic"),
@@ -70,6 +71,7 @@ class Grid(Method):
     )
     starts = Param(
         0,
+        min=0,
         help="Refinements per spectrum, each from one of its best nodes; 0 chooses: 1 for "
         "grids searched node by node, 3 for large grids searched through a coarse lattice.",
     )
@@ -124,15 +126,13 @@ class Grid(Method):
                 )
 
     def validate(self) -> None:
-        from astra_cli.io.grids import check_grid
+        from astra_cli.io.grids import verify_grid
 
-        grid = check_grid(self.grid)
+        grid = verify_grid(self.grid)
         check_wavelengths(grid, self.air_to_vacuum)
         fixed_labels(grid, self.fix)
         if self.weights is not None:
             read_weights(self.weights, grid.npix)
-        if self.starts < 0:
-            raise UsageError(f"option {spelling().option('starts')} must be 0 or more")
 
     def plan_notes(self) -> list[str]:
         from astra_cli.io.grids import grid_header

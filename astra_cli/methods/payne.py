@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from astra_cli.methods.base import Method, Param
+from astra_cli.methods.continuum_option import continuum_order_option
 
 if TYPE_CHECKING:
     from astra_cli.io.spectra import Spectrum
@@ -43,7 +44,7 @@ class Payne(Method):
         help="Names of the network's labels, comma-separated, when its file does not name them "
         "(the per-pixel networks of 4 and 5 labels are known).",
     )
-    continuum_order = Param(3, help="Order of the Chebyshev continuum fitted to each chip.")
+    continuum_order = continuum_order_option(3, "Chebyshev")
 
     def _names(self) -> tuple[str, ...] | None:
         names = tuple(name.strip().lower() for name in self.labels.split(",") if name.strip())

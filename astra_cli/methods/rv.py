@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from astra_cli.methods.base import Method, Param
+from astra_cli.methods.continuum_option import continuum_order_option
 
 if TYPE_CHECKING:
     from astra_cli.io.spectra import Spectrum
@@ -38,7 +39,7 @@ class RadialVelocity(Method):
         "templates from. Default: the built-in set, 66 FGKM giants and dwarfs made from a "
         "physical model (El-Badry et al. 2018's Kurucz APOGEE emulator).",
     )
-    continuum_order = Param(4, help="Polynomial order of the continuum fitted to each chip.")
+    continuum_order = continuum_order_option(4, "polynomial")
 
     def validate(self) -> None:
         from astra_cli.science.ccf import check_model

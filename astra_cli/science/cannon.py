@@ -277,7 +277,7 @@ def read_cannon(path: str | Path) -> CannonModel:
             header = hdus[0].header
             _check_header(header, path)
             count = int(header["NLABELS"])
-            return CannonModel(
+            model = CannonModel(
                 tuple(str(header[f"LABEL{i}"]) for i in range(1, count + 1)),
                 np.array([float(header[f"OFFSET{i}"]) for i in range(1, count + 1)]),
                 np.array([float(header[f"SCALE{i}"]) for i in range(1, count + 1)]),
@@ -292,14 +292,44 @@ def read_cannon(path: str | Path) -> CannonModel:
         raise
     except (OSError, KeyError, ValueError, TypeError) as error:
         raise ModelFileError(f"cannot read Cannon model {path}: {error}") from None
+    problem = _model_problem(model)
+    if problem:
+        raise ModelFileError(f"Cannon model {path}: {problem}")
+    return model
 
 
 def check_cannon(path: str | Path) -> None:
-    """Validation in the invoking process: header, extensions, and no truncation."""
+    """Validation in the invoking process: header, extensions, no truncation, and arrays of
+    the right shapes holding finite numbers (the model is small: it is read whole)."""
     if file_kind(path) != "fits":
         raise ModelFileError(f"{path} is not a FITS file; Cannon models are FITS files")
     headers = fits_headers(path, "Cannon model", required=("THETA", "S2", "WAVELENGTH"))
     _check_header(headers[0], path)
+    read_cannon(path)
+
+
+def _model_problem(model: CannonModel) -> str | None:
+    """What makes a model unusable, if anything: a fit with it would be meaningless."""
+    dims = len(model.label_names)
+    terms = 1 + dims + dims * (dims + 1) // 2
+    pixels = len(model.wavelength)
+    if model.theta.shape != (pixels, terms):
+        return (
+            f"THETA has shape {model.theta.shape}; {dims} labels and {pixels} pixels need "
+            f"{(pixels, terms)}"
+        )
+    if model.s2.shape != (pixels,):
+        return f"S2 has shape {model.s2.shape}, WAVELENGTH {pixels} pixels"
+    arrays = {"THETA": model.theta, "S2": model.s2, "WAVELENGTH": model.wavelength}
+    arrays |= {"the label offsets": model.offsets, "the label scales": model.scales}
+    for name, array in arrays.items():
+        if not np.all(np.isfinite(array)):
+            return f"{name} holds NaN or infinite values"
+    if np.any(model.s2 < 0) or np.any(model.scales <= 0):
+        return "S2 must not be negative, nor a label's scale 0 or less"
+    if np.any(np.diff(model.wavelength) <= 0):
+        return "WAVELENGTH must increase"
+    return None
 
 
 def _optional_array(header: Any, prefix: str, count: int) -> np.ndarray | None:

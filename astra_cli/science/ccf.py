@@ -21,6 +21,7 @@ demo stars at 0.90-0.99 with theirs, while a wrong template set gives 0.04-0.07.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,16 +207,16 @@ def load_templates(path: str | os.PathLike[str] | None) -> Templates:
 def check_model(path: str | os.PathLike[str]) -> None:
     """Refuse, before any work, a --templates file that is neither templates nor a model."""
     if _is_template_file(path):
-        check_templates(path)
+        read_templates(path)
         return
     from astra_cli.science.networks import is_network, read_network
 
     if is_network(path):
         read_network(path)
         return
-    from astra_cli.io.grids import check_grid
+    from astra_cli.io.grids import verify_grid
 
-    check_grid(path)
+    verify_grid(path)
 
 
 def _is_template_file(path: str | os.PathLike[str]) -> bool:
@@ -295,11 +296,32 @@ def read_templates(path: str | os.PathLike[str]) -> Templates:
             flux = np.asarray(hdus[0].data, dtype=np.float64)
             table = hdus["LABELS"].data
             labels = {name.lower(): np.asarray(table[name], dtype=float) for name in table.names}
-            return Templates(
+            templates = Templates(
                 np.atleast_2d(flux), float(header["CRVAL1"]), float(header["CDELT1"]), labels
             )
     except (OSError, KeyError, ValueError, TypeError) as error:
         raise ModelFileError(f"cannot read RV templates {path}: {error}") from None
+    problem = _template_problem(templates)
+    if problem:
+        raise ModelFileError(f"RV templates {path}: {problem}")
+    return templates
+
+
+def _template_problem(templates: Templates) -> str | None:
+    """What makes a template set unusable, if anything."""
+    if np.isinf(templates.flux).any():
+        return "the flux holds infinite values (NaN marks a pixel without data)"
+    empty = np.flatnonzero(~np.isfinite(templates.flux).any(axis=1))
+    if empty.size:
+        return f"template {empty[0] + 1} has no finite pixel"
+    if not (math.isfinite(templates.crval) and math.isfinite(templates.cdelt)):
+        return "CRVAL1 and CDELT1 must be finite numbers"
+    if templates.cdelt <= 0:
+        return f"CDELT1 must be positive, not {templates.cdelt}"
+    for name, values in templates.labels.items():
+        if len(values) != len(templates.flux):
+            return f"{len(templates.flux)} templates but {len(values)} rows of label {name!r}"
+    return None
 
 
 def check_templates(path: str | os.PathLike[str]) -> None:

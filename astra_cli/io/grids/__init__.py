@@ -3,8 +3,10 @@ TRANSPOSED), and `.npz`, read into one `GridData`, and converted between them.
 
 `read_grid` maps the data where the format allows (FERRE binary, astra FITS) and reads it
 whole where it does not (ASCII, `.npz`); `check_grid` reads headers only and checks that the
-data hold exactly what they promise, for the invoking process to refuse a bad file before any
-work. Either raises ModelFileError naming the file and what is wrong.
+data hold exactly what they promise; `verify_grid` also reads every value once, so that the
+invoking process refuses a grid holding NaN or infinity before any work instead of every run
+settling on the corner the NaNs push the fit to. Each raises ModelFileError naming the file and
+what is wrong.
 
 `.npz` grids hold arrays `flux` (the lattice's shape then NPIX, or nodes x NPIX), `labels`,
 `llimits`, `steps`, `wave` (`[first, step]`, or one such pair per section with `section_npix`),
@@ -33,6 +35,7 @@ __all__ = [
     "grid_format",
     "grid_header",
     "read_grid",
+    "verify_grid",
     "write_grid",
 ]
 
@@ -88,6 +91,49 @@ def check_grid(path: str | os.PathLike[str]) -> GridData:
     """The grid's header, checked against its data's size without reading the data
     (`values` is None); an ASCII grid's values are counted."""
     return _opened(path, with_data=False)
+
+
+def verify_grid(path: str | os.PathLike[str]) -> GridData:
+    """`check_grid`, and every value (or PCA coefficient and basis vector) finite: the whole
+    file is read once, block by block through its memory map (an ASCII grid's count already
+    looked at every value)."""
+    if grid_format(path) == "ferre-ascii":
+        return check_grid(path)
+    grid = read_grid(path)
+    arrays = {"values": grid.values}
+    if grid.pca is not None:
+        arrays |= {"PCA mean": grid.pca.mean, "PCA components": grid.pca.components}
+    for what, array in arrays.items():
+        _check_finite(array, what, grid)
+    return _without_values(grid)
+
+
+VERIFY_BLOCK_VALUES = 1 << 24
+"""Values looked at per step of `verify_grid`: 64 MB of float32, to bound its memory."""
+
+
+def _check_finite(array: np.ndarray, what: str, grid: GridData) -> None:
+    rows = np.atleast_2d(array)
+    step = max(1, VERIFY_BLOCK_VALUES // max(rows.shape[1], 1))
+    for start in range(0, len(rows), step):
+        finite = np.isfinite(rows[start : start + step])
+        if finite.all():
+            continue
+        row, column = np.argwhere(~finite)[0]
+        bad = int(rows.size - np.count_nonzero(np.isfinite(rows)))
+        where = f"node {start + row + 1}" if what == "values" else f"row {start + row + 1}"
+        at = ""
+        if what == "values" and grid.shape:
+            index = np.unravel_index(start + row, grid.shape)
+            labels = ", ".join(
+                f"{label}={grid.llimits[i] + grid.steps[i] * index[i]:g}"
+                for i, label in enumerate(grid.labels)
+            )
+            at = f" ({labels})"
+        raise ModelFileError(
+            f"model grid {grid.path}: {bad} {what} are NaN or infinite, the first at {where}"
+            f"{at}, value {column + 1}; a fit against them would be meaningless"
+        )
 
 
 def _opened(path: str | os.PathLike[str], *, with_data: bool) -> GridData:
@@ -202,9 +248,20 @@ def _ascii_checked(path: str | os.PathLike[str]) -> GridData:
     if header.pca_pieces:
         k = header.stored // len(header.pca_pieces)
         expected += (2 + k) * header.npix
+    count, first_bad = 0, None
     with open(path, errors="replace") as stream:
         ferre.header_blocks(stream)  # to the first line of data
-        count = sum(len(line.replace(",", " ").split()) for line in stream)
+        for number, line in enumerate(stream, 1):
+            tokens = line.replace(",", " ").split()
+            count += len(tokens)
+            # Every spelling of NaN and infinity has an N; no finite Fortran number does.
+            if first_bad is None and any("n" in token.lower() for token in tokens):
+                first_bad = number
+    if first_bad is not None:
+        raise ModelFileError(
+            f"FERRE grid {path}: NaN or infinite values, the first on line {first_bad} of the "
+            "data; a fit against them would be meaningless"
+        )
     if count != expected:
         what = f"{header.n_nodes} models of {header.stored} values"
         raise ModelFileError(
