@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from astra_cli.engine.backends import Backend, resolve_jobs
+from astra_cli.engine.fingerprints import Fingerprints
 from astra_cli.engine.planner import Plan, make_plan
 from astra_cli.engine.progress import Progress
 from astra_cli.engine.requests import check_prerequisites, request_sets
@@ -121,6 +122,7 @@ def prepare(
     chunk_size: int | None = None,
     force: bool = False,
     retry_failed: bool = False,
+    checksum: bool = False,
 ) -> Plan:
     """Validate the request and plan it against the store (created if missing); nothing runs.
 
@@ -129,6 +131,9 @@ def prepare(
         command line's values of that option for that row.
     jobs
         The workers the plan is chunked for (every core when None).
+    checksum
+        Know inputs by their contents rather than their size and modification time (see
+        `engine.fingerprints`).
 
     Raises UsageError (exit code 2) for anything wrong with the request: no observations, an
     unknown option or bad value, a required file that does not exist.
@@ -137,10 +142,12 @@ def prepare(
     sets = request_sets(method_class, observations, option_values, manifests)
     check_prerequisites(method_class, sets)
     with ResultsStore(output_dir) as store:
+        fingerprints = Fingerprints(store, checksum=checksum)
         plan = make_plan(
             method_class,
             sets,
-            store.statuses,
+            store.stored_runs,
+            fingerprints=fingerprints,
             jobs=resolve_jobs(jobs),
             chunk_size=chunk_size,
             force=force,
@@ -150,7 +157,8 @@ def prepare(
         )
         plan.upstream = upstream_plans(
             plan,
-            store.statuses,
+            store.stored_runs,
+            fingerprints=fingerprints,
             jobs=resolve_jobs(jobs),
             chunk_size=chunk_size,
             retry_failed=retry_failed,
@@ -165,19 +173,25 @@ def status(
     *,
     manifests: ManifestRequests | None = None,
     output_dir: str | os.PathLike[str] = DEFAULT_OUTPUT_DIR,
+    checksum: bool = False,
 ) -> Plan:
     """The requested runs by group, from one query of the store: `already_done` (ok),
-    `skipped_failed` (failed) and, in `observations`, the pending ones (not in the store).
+    `skipped_failed` (failed), `stale` (input or model changed) and, in `observations`, the
+    ones to do.
 
-    A store that does not exist yet is not created: every run is then pending.
+    Nothing is written: a store that does not exist yet is not created (every run is then
+    pending), and one in a directory this process cannot write is read as it is.
     """
     method_class = _method_class(method)
     sets = request_sets(method_class, observations, option_values, manifests)
     bad_rows = len(manifests.problems) if manifests else 0
     if not (Path(output_dir) / STORE_FILENAME).is_file():
         return make_plan(method_class, sets, lambda keys: {}, bad_rows=bad_rows)
-    with ResultsStore(output_dir) as store:
-        return make_plan(method_class, sets, store.statuses, bad_rows=bad_rows)
+    with ResultsStore(output_dir, read_only=True) as store:
+        fingerprints = Fingerprints(store, checksum=checksum)
+        return make_plan(
+            method_class, sets, store.stored_runs, fingerprints=fingerprints, bad_rows=bad_rows
+        )
 
 
 def _method_class(method: str | type[Method]) -> type[Method]:
@@ -195,6 +209,7 @@ def run(
     chunk_size: int | None = None,
     force: bool = False,
     retry_failed: bool = False,
+    checksum: bool = False,
     wait: bool = False,
     scheduler: str | None = None,
     scheduler_file: str | os.PathLike[str] | None = None,
@@ -248,5 +263,6 @@ def run(
         chunk_size=chunk_size,
         force=force,
         retry_failed=retry_failed,
+        checksum=checksum,
     )
     return execute_plan(plan, backend=chosen, progress=progress, wait=wait)

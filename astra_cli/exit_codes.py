@@ -24,5 +24,9 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
     """Interrupted by Ctrl-C (SIGINT); what finished is kept."""
 
+    BROKEN_PIPE = 141
+    """The reader of standard output went away (`astra results ... | head -1`): the output
+    was cut short, quietly (128 + SIGPIPE, as a shell reports other tools)."""
+
     TERMINATED = 143
     """Stopped by SIGTERM; what finished is kept."""

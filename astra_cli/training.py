@@ -103,8 +103,13 @@ def train_cannon(
         wavelength=wavelength,
         continuum_order=continuum_order,
     )
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    cannon.write_cannon(model, output)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside and moved into place: an invocation using the old model never reads a
+    # half-written file.
+    partial = output.with_name(f".{output.name}.partial")
+    cannon.write_cannon(model, partial)
+    os.replace(partial, output)
     return model
 
 

@@ -64,6 +64,14 @@ def _suffix(inputs: tuple[tuple[str, Any], ...]) -> str:
     return "".join(f"|{name}={value!r}" for name, value in inputs)
 
 
+FAULT_RUN = "run"
+"""A failure of the run itself (the method raised, the spectrum cannot be analysed): kept,
+retried only with --retry-failed or once its input or model changes."""
+FAULT_ENVIRONMENT = "environment"
+"""A failure that is not the run's (a missing input, a worker that died, a model file changed
+under the run): the next invocation retries it by itself."""
+
+
 @dataclass(slots=True)
 class Outcome:
     """What happened to one observation: a result, or the error that stopped it."""
@@ -73,6 +81,8 @@ class Outcome:
     error: str | None
     started_at: float
     duration_s: float
+    fault: str | None = None
+    """For a failure, FAULT_RUN or FAULT_ENVIRONMENT (None means FAULT_RUN)."""
 
     @property
     def ok(self) -> bool:
@@ -103,6 +113,23 @@ class RunRecord:
     started_at: float | None
     duration_s: float | None
     astra_version: str
+    input_state: str | None = None
+    """The input file as the run read it: `size:mtime_ns` (or its checksum, `sha256:...`);
+    None for runs stored before astra recorded it."""
+    model_state: str | None = None
+    """A digest of the group's model files' contents (see `engine.fingerprints`)."""
+    fault: str | None = None
+    """For a failed run, FAULT_RUN or FAULT_ENVIRONMENT."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRun:
+    """What the planner needs of a stored run to decide whether it is done."""
+
+    status: str
+    input_state: str | None = None
+    model_state: str | None = None
+    fault: str | None = None
 
 
 @dataclass
@@ -118,6 +145,10 @@ class Summary:
     """Requested runs found done in the store, not run again."""
     skipped_failed: int = 0
     """Requested runs that failed before and were not retried (see --retry-failed)."""
+    stale: int = 0
+    """Requested runs in the store whose input or model changed since: run again."""
+    retried: int = 0
+    """Requested runs that failed before through no fault of their own: run again."""
     bad_rows: int = 0
     """Manifest rows left out because they were bad (see --skip-bad-rows)."""
     ran: int = 0
@@ -147,8 +178,8 @@ class Summary:
             return ExitCode.TERMINATED if self.signal == "SIGTERM" else ExitCode.INTERRUPTED
         if self.failed or self.skipped_failed or self.bad_rows:
             return ExitCode.RUNS_FAILED
-        if self.locked and not self.ran:
-            return ExitCode.LOCKED
+        if self.locked:
+            return ExitCode.RUNS_FAILED if self.ran else ExitCode.LOCKED
         return ExitCode.OK
 
     def note_failure(self, observation: str, error: str) -> None:

@@ -79,19 +79,38 @@ def test_missing_file_is_a_failed_run_not_a_crash(real_apvisits, tmp_path):
     assert failed.error == f"missing input: {missing}"
 
 
-def test_failed_runs_are_kept_until_retried(tmp_path, real_apvisits):
+def test_a_missing_input_that_appears_later_is_run_by_the_next_invocation(tmp_path, real_apvisits):
     missing = tmp_path / "apVisit-later.fits"
     args = ("analyse", "snr", missing, "-o", tmp_path / "out", "-j", "1", "--json")
     assert invoke(*args).exit_code == 1
+    (failed,) = stored(tmp_path / "out", "failed")
+    assert failed.fault == "environment"
 
     shutil.copy(real_apvisits[0], missing)
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["ran"] == 1
+    assert [r.status for r in stored(tmp_path / "out")] == ["ok"]
+
+
+def test_a_run_that_failed_by_its_own_fault_is_kept_until_retried(tmp_path, real_apvisits):
+    damaged = tmp_path / "apVisit-damaged.fits"
+    damaged.write_bytes(real_apvisits[0].read_bytes()[:5000])
+    args = ("analyse", "snr", damaged, "-o", tmp_path / "out", "-j", "1", "--json")
+    assert invoke(*args).exit_code == 1
+    (failed,) = stored(tmp_path / "out", "failed")
+    assert failed.fault == "run"
+
     skipped = invoke(*args)
     assert skipped.exit_code == 1, "a failed run that was not retried is still failed"
     assert json.loads(skipped.stdout)["skipped_failed"] == 1
     assert "--retry-failed" in skipped.stderr
+    assert json.loads(invoke(*args, "--retry-failed").stdout)["ran"] == 1
 
-    retried = invoke(*args, "--retry-failed")
-    assert retried.exit_code == 0
+    shutil.copy(real_apvisits[0], damaged)  # the file is mended: its run is stale
+    mended = invoke(*args)
+    assert mended.exit_code == 0, mended.output
+    assert json.loads(mended.stdout)["stale"] == 1
     assert [r.status for r in stored(tmp_path / "out")] == ["ok"]
 
 

@@ -25,7 +25,7 @@ from astra_cli.errors import UsageError
 from astra_cli.io.identifiers import observation_from_path
 from astra_cli.io.store import ResultsStore
 from astra_cli.version import __version__
-from astra_cli.vocabulary import Observation, Outcome, RunRecord
+from astra_cli.vocabulary import FAULT_ENVIRONMENT, FAULT_RUN, Observation, Outcome, RunRecord
 
 KEYS = ("obs-a", "obs-b", "obs-c", "obs-d")
 
@@ -33,7 +33,7 @@ KEYS = ("obs-a", "obs-b", "obs-c", "obs-d")
 def chunk(tmp_path, numbering=None):
     numbering = numbering or ChunkTasks(tmp_path, "inv", str(tmp_path))
     items = [WorkItem(key, f"/{key}.fits") for key in KEYS]
-    return numbering, numbering.make("group", "snr", {}, items)
+    return numbering, numbering.make("group", "snr", {}, items, "")
 
 
 def done(key: str) -> Outcome:
@@ -66,7 +66,9 @@ def test_no_journal_means_the_chunk_never_started(tmp_path):
     assert not read_journal(tmp_path / "none.jsonl").exists
 
 
-def test_a_worker_death_fails_the_run_in_hand_keeps_the_finished_and_retries_the_rest(tmp_path):
+def test_a_worker_death_keeps_the_finished_retries_the_rest_and_suspects_the_run_in_hand(
+    tmp_path,
+):
     numbering, task = chunk(tmp_path)
     journal = ChunkJournal(task.journal)
     journal.started([KEYS[0]])
@@ -74,26 +76,41 @@ def test_a_worker_death_fails_the_run_in_hand_keeps_the_finished_and_retries_the
     journal.started([KEYS[1]])
     journal.close()
 
-    (result,), retry = recover([task], numbering, died="exit codes {-9}")
+    (result,), retry, suspects = recover([task], numbering, died="exit codes {-9}")
 
-    assert [(o.observation, o.ok) for o in result.outcomes] == [(KEYS[0], True), (KEYS[1], False)]
-    assert "died while analysing this observation: exit codes {-9}" in result.outcomes[1].error
+    assert [(o.observation, o.ok) for o in result.outcomes] == [(KEYS[0], True)]
     (again,) = retry
     assert [item.key for item in again.observations] == list(KEYS[2:])
     assert again.chunk_id != task.chunk_id and again.group_key == task.group_key
+    (suspect,) = suspects
+    assert [item.key for item in suspect.observations] == [KEYS[1]]
     assert not os.path.exists(task.journal)
 
 
-def test_a_worker_death_in_a_batch_fails_the_whole_batch_in_hand(tmp_path):
+def test_a_run_that_kills_its_worker_alone_fails_as_its_own_fault(tmp_path):
+    numbering, task = chunk(tmp_path)
+    journal = ChunkJournal(task.journal)
+    journal.started([KEYS[0]])
+    journal.close()
+
+    (result,), retry, suspects = recover([task], numbering, died="exit codes {-9}", alone=True)
+
+    (failed,) = result.outcomes
+    assert failed.observation == KEYS[0] and failed.fault == FAULT_RUN
+    assert "the second time alone: exit codes {-9}" in failed.error
+    assert suspects == [] and [i.key for i in retry[0].observations] == list(KEYS[1:])
+
+
+def test_a_worker_death_in_a_batch_suspects_each_run_of_the_batch_on_its_own(tmp_path):
     numbering, task = chunk(tmp_path)
     journal = ChunkJournal(task.journal)
     journal.started(list(KEYS))  # analyse_batch: every observation in hand at once
     journal.close()
 
-    (result,), retry = recover([task], numbering, died="killed")
+    (result,), retry, suspects = recover([task], numbering, died="killed")
 
-    assert sorted(o.observation for o in result.outcomes if not o.ok) == sorted(KEYS)
-    assert retry == []
+    assert result.outcomes == [] and retry == []
+    assert [[item.key for item in s.observations] for s in suspects] == [[key] for key in KEYS]
 
 
 def test_a_death_while_loading_the_model_fails_every_unfinished_run(tmp_path):
@@ -102,10 +119,11 @@ def test_a_death_while_loading_the_model_fails_every_unfinished_run(tmp_path):
     journal.loading()
     journal.close()
 
-    (result,), retry = recover([task], numbering, died="out of memory")
+    (result,), retry, suspects = recover([task], numbering, died="out of memory")
 
     assert all("died while loading the model: out of memory" in o.error for o in result.outcomes)
-    assert len(result.outcomes) == len(KEYS) and retry == []
+    assert all(o.fault == FAULT_ENVIRONMENT for o in result.outcomes)
+    assert len(result.outcomes) == len(KEYS) and retry == [] and suspects == []
 
 
 def test_an_interruption_keeps_what_finished_and_fails_nothing(tmp_path):
@@ -116,18 +134,18 @@ def test_an_interruption_keeps_what_finished_and_fails_nothing(tmp_path):
     journal.started([KEYS[1]])
     journal.close()
 
-    (result,), retry = recover([task], numbering, died=None)
+    (result,), retry, suspects = recover([task], numbering, died=None)
 
     assert [o.observation for o in result.outcomes] == [KEYS[0]]
-    assert retry == []
+    assert retry == [] and suspects == []
 
 
 def test_a_chunk_without_a_journal_is_run_again_whole(tmp_path):
     numbering, task = chunk(tmp_path)
 
-    results, retry = recover([task], numbering, died="killed")
+    results, retry, suspects = recover([task], numbering, died="killed")
 
-    assert results == [] and retry == [task]
+    assert results == [] and retry == [task] and suspects == []
 
 
 # --- group locks ------------------------------------------------------------------------------

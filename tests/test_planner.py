@@ -14,7 +14,7 @@ from astra_cli.errors import UsageError
 from astra_cli.io.identifiers import observation_from_path
 from astra_cli.io.store import ResultsStore
 from astra_cli.methods.base import Method, Param
-from astra_cli.vocabulary import Observation, RunRecord
+from astra_cli.vocabulary import Observation, RunRecord, StoredRun
 
 
 class MyAnalysisTask(Method):
@@ -35,7 +35,10 @@ class Lookup:
 
     def __call__(self, keys):
         self.calls.append(list(keys))
-        return {key: dict(self.statuses.get(key, {})) for key in keys}
+        return {
+            key: {obs: StoredRun(status) for obs, status in self.statuses.get(key, {}).items()}
+            for key in keys
+        }
 
 
 def star(field: str, obj: str) -> Observation:
@@ -276,7 +279,7 @@ def test_plan_against_a_real_store(tmp_path):
     done, failed, todo = files(3)
     with ResultsStore(tmp_path / "out") as store:
         store.write([stored(done, "ok"), stored(failed, "failed")])
-        plan = make_plan(MyAnalysisTask, [RequestSet({}, [done, failed, todo])], store.statuses)
+        plan = make_plan(MyAnalysisTask, [RequestSet({}, [done, failed, todo])], store.stored_runs)
 
     assert keys(plan.groups[0].observations) == [todo.key]
     assert (plan.already_done, plan.skipped_failed, plan.to_run) == (1, 1, 1)

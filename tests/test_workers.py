@@ -92,15 +92,33 @@ def test_killed_worker_fails_only_what_it_held(fifty_spectra, tmp_path, plugin_e
     assert records[str(crash)].status == "failed"
     assert "worker process died while analysing this observation" in records[str(crash)].error
     assert "SIGKILL" in records[str(crash)].error
+    assert records[str(crash)].fault == "run"
     died = [r for r in records.values() if r.status == "failed"]
-    assert len(died) <= 2, "at most the crashing run and the one the other worker held"
+    assert len(died) == 1, "the run the other worker held was run again"
 
-    retried, _ = run_counting(paths, tmp_path, "--jobs", "2", "--retry-failed", env=plugin_env)
-    assert retried.returncode == 1
-    assert json.loads(retried.stdout)["ran"] == len(died)
+    again, _ = run_counting(paths, tmp_path, "--jobs", "2", env=plugin_env)
+    assert again.returncode == 1
+    assert json.loads(again.stdout)["ran"] == 0, "a run that kills its worker is not retried"
+
+
+def test_a_worker_killed_in_a_batch_fails_only_the_run_that_killed_it(
+    fifty_spectra, tmp_path, plugin_env
+):
+    """`analyse_batch` holds the whole chunk in hand: the chunk's runs are run again one by
+    one, alone, and only the one that kills its worker again fails."""
+    crash = shutil.copy(fifty_spectra[0], tmp_path / "apStar-crash.fits")
+    paths = [*fifty_spectra[1:25], crash]
+    result = astra_subprocess(
+        "analyse", "vectorised", *map(str, paths), "--chunk-size", "25", "--jobs", "2",
+        "-o", str(tmp_path / "out"), "--json", env=plugin_env,
+    )  # fmt: skip
+
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout)["failed"] == 1
     with ResultsStore(tmp_path / "out") as store:
-        assert [r.input_path for r in store.records(status="failed")] == [str(crash)]
-        assert store.count(status="ok") == 20
+        failed = list(store.records(status="failed"))
+        assert store.count(status="ok") == 24
+    assert [record.input_path for record in failed] == [str(crash)]
 
 
 def test_ctrl_c_keeps_what_finished_and_a_rerun_finishes(fifty_spectra, tmp_path, plugin_env):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +34,12 @@ def reported_errors(verbose: bool) -> Iterator[None]:
         exit_with_error(str(failure), failure.exit_code)
     except KeyboardInterrupt:
         exit_with_error("interrupted", ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (`astra results ... | head -1`): stop quietly, as Unix tools
+        # do, and let nothing more be flushed to the closed pipe at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(ExitCode.BROKEN_PIPE) from None
     except Exception as failure:
         if verbose:
             raise

@@ -66,4 +66,5 @@ def prepare_invocation(
         chunk_size=planning.chunk_size,
         force=planning.force,
         retry_failed=planning.retry_failed,
+        checksum=planning.checksum,
     )

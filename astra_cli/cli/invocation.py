@@ -48,6 +48,7 @@ class PlanningOptions:
     chunk_size: int | None = None
     force: bool = False
     retry_failed: bool = False
+    checksum: bool = False
 
 
 @dataclass(frozen=True)

@@ -192,8 +192,15 @@ FORCE = _option(
     "force", bool, False, "--force", metavar="", help="Rerun runs that are already in the store."
 )
 RETRY_FAILED = _option(
-    "retry_failed", bool, False, "--retry-failed", metavar="", help="Rerun runs that failed before."
-)
+    "retry_failed", bool, False, "--retry-failed", metavar="",
+    help="Rerun runs that failed through their own fault (failures that were not, such as a "
+    "missing input or a worker that died, are retried anyway).",
+)  # fmt: skip
+CHECKSUM = _option(
+    "checksum", bool, False, "--checksum", metavar="",
+    help="Know inputs by their contents, not their size and modification time: a run is "
+    "stale (and reruns) only when its file's bytes changed. Reads every input.",
+)  # fmt: skip
 WAIT = _option(
     "wait", bool, False, "--wait", metavar="",
     help="Wait for groups that another invocation is running, instead of skipping them.",
@@ -208,11 +215,13 @@ LOG_FILE = _option(
     help="Append timestamped lines (start, each group, each failure, summary) to PATH.",
 )  # fmt: skip
 
-PLAN_OPTIONS = [OUTPUT_DIR, DATA_ROOT, JOBS, CHUNK_SIZE, FORCE, RETRY_FAILED, JSON, VERBOSE]
-STATUS_OPTIONS = [OUTPUT_DIR, DATA_ROOT, JSON, VERBOSE]
+PLAN_OPTIONS = [
+    OUTPUT_DIR, DATA_ROOT, JOBS, CHUNK_SIZE, FORCE, RETRY_FAILED, CHECKSUM, JSON, VERBOSE
+]  # fmt: skip
+STATUS_OPTIONS = [OUTPUT_DIR, DATA_ROOT, CHECKSUM, JSON, VERBOSE]
 ANALYSE_OPTIONS = [
     OUTPUT_DIR, DATA_ROOT, JOBS, BACKEND, SCHEDULER, SCHEDULER_FILE, CHUNK_SIZE, FORCE,
-    RETRY_FAILED, WAIT, JSON, QUIET, VERBOSE, LOG_FILE,
+    RETRY_FAILED, CHECKSUM, WAIT, JSON, QUIET, VERBOSE, LOG_FILE,
 ]  # fmt: skip
 
 # Annotations for commands written as plain functions.

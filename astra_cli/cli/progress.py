@@ -19,10 +19,12 @@ to flood it with a line per chunk."""
 
 def describe_summary(summary: Summary) -> str:
     loads = f"{summary.model_loads} model load{'s' if summary.model_loads != 1 else ''}"
+    stale = f", {summary.stale} stale" if summary.stale else ""
     line = (
-        f"{summary.method}: {summary.requested} requested, {summary.already_done} already done, "
-        f"{summary.ran} ran ({summary.ok} ok, {summary.failed} failed) in {summary.groups} "
-        f"group(s) and {summary.chunks} chunk(s); {loads}; {summary.wall_seconds:.1f} s"
+        f"{summary.method}: {summary.requested} requested, {summary.already_done} already done"
+        f"{stale}, {summary.ran} ran ({summary.ok} ok, {summary.failed} failed) in "
+        f"{summary.groups} group(s) and {summary.chunks} chunk(s); {loads}; "
+        f"{summary.wall_seconds:.1f} s"
     )
     if summary.locked:
         line += f"; {summary.locked} run(s) locked by another invocation"
@@ -65,9 +67,15 @@ class LogFile:
 def describe_plan(plan: Plan) -> str:
     done = f", {plan.already_done} already done" if plan.already_done else ""
     skipped = f", {plan.skipped_failed} failed before (not retried)" if plan.skipped_failed else ""
+    stale = f", {plan.stale} stale (input or model changed)" if plan.stale else ""
+    retried = (
+        f", {plan.retried} failed before through no fault of their own (retried)"
+        if plan.retried
+        else ""
+    )
     return (
         f"{plan.method}: {plan.to_run} runs to do in {len(plan.groups)} group(s), "
-        f"{len(plan.chunks)} chunk(s){done}{skipped}"
+        f"{len(plan.chunks)} chunk(s){done}{stale}{retried}{skipped}"
     )
 
 

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from astra_cli.cli.console import stderr_console
+from astra_cli.cli.console import error, stderr_console
 from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.options import StoreDir, Verbose
+from astra_cli.exit_codes import ExitCode
 from astra_cli.io.export import ExportedStatus, ExportFormat
-from astra_cli.io.store import DEFAULT_OUTPUT_DIR, STORE_FILENAME
+from astra_cli.io.store import DEFAULT_OUTPUT_DIR
 
 if TYPE_CHECKING:
     from astra_cli.vocabulary import RunRecord
@@ -85,11 +86,9 @@ def results_command(
     from astra_cli.io.store import ResultsStore
 
     with reported_errors(verbose):
-        if not (output_dir / STORE_FILENAME).is_file():
-            raise UsageError(f"no results store in {output_dir} (give --output-dir)")
         chosen = file_format or format_of(out) or "fits"
         destination = out or str(default_destination(method, chosen, output_dir))
-        with ResultsStore(output_dir) as store:
+        with ResultsStore(output_dir, read_only=True) as store:
             stored = store.methods()
             if method not in stored:
                 raise UsageError(
@@ -97,6 +96,7 @@ def results_command(
                     f"it holds {', '.join(stored) or 'nothing yet'}"
                 )
             records = list(store.records(method, None if status == "all" else status, group))
+            damaged = store.damaged
         if unflagged:
             records = unflagged_only(method, records)
         descriptions = column_descriptions(method, records)
@@ -106,6 +106,13 @@ def results_command(
         write_table(table, destination, chosen)
     if destination != "-":
         stderr_console().print(f"{len(table)} row(s) of {method}: {destination}", markup=False)
+    if damaged:
+        shown = ", ".join(damaged[:5]) + (", ..." if len(damaged) > 5 else "")
+        error(
+            f"{len(damaged)} stored run(s) could not be read and are not in the table "
+            f"(damaged store? rerun them with --force): {shown}"
+        )
+        raise typer.Exit(ExitCode.RUNS_FAILED)
 
 
 def unflagged_only(method: str, records: list[RunRecord]) -> list[RunRecord]:

@@ -40,6 +40,7 @@ def status_action(method_class: type[Method], invocation: Invocation) -> None:
             invocation.method_options,
             manifests=inputs.manifests,
             output_dir=output_dir,
+            checksum=invocation.planning.checksum,
         )
         report = status_as_dict(plan, str(output_dir))
         if invocation.report.json:
@@ -51,20 +52,27 @@ def status_action(method_class: type[Method], invocation: Invocation) -> None:
 
 
 def status_as_dict(plan: Plan, output_dir: str) -> dict[str, Any]:
-    """Per group: requested runs, and of them done (ok in the store), failed (failed in the
-    store) and pending (not in the store)."""
+    """Per group: requested runs, and of them done (ok in the store), stale (in the store, but
+    their input or model changed since), failed (failed in the store, not to be retried) and
+    pending (not in the store, or failed through no fault of their own)."""
     groups = [
         {
             "key": group.key,
             "options": group.significant,
             "requested": group.requested,
             "done": group.already_done,
+            "stale": group.stale,
             "failed": group.skipped_failed,
-            "pending": len(group.observations),
+            "pending": len(group.observations) - group.stale,
         }
         for group in plan.groups
     ]
-    totals = {"done": plan.already_done, "failed": plan.skipped_failed, "pending": plan.to_run}
+    totals = {
+        "done": plan.already_done,
+        "stale": plan.stale,
+        "failed": plan.skipped_failed,
+        "pending": plan.to_run - plan.stale,
+    }
     return {
         "method": plan.method,
         "output_dir": output_dir,
@@ -82,17 +90,18 @@ def render_status(report: dict[str, Any]) -> None:
 
     title = (
         f"{report['method']}: {report['requested']} requested in {len(report['groups'])} "
-        f"group(s): {report['done']} done, {report['failed']} failed, "
+        f"group(s): {report['done']} done, {report['stale']} stale, {report['failed']} failed, "
         f"{report['pending']} pending"
     )
     table = Table(title=title, title_justify="left")
     table.add_column("group")
     table.add_column("significant options")
-    for column in ("requested", "done", "failed", "pending"):
+    columns = ("requested", "done", "stale", "failed", "pending")
+    for column in columns:
         table.add_column(column, justify="right")
     for group in report["groups"]:
         options = " ".join(f"{k}={v}" for k, v in group["options"].items()) or "(none)"
-        counts = (group[name] for name in ("requested", "done", "failed", "pending"))
+        counts = (group[name] for name in columns)
         table.add_row(group["key"], options, *map(str, counts))
     Console().print(table)
 

@@ -35,6 +35,15 @@ def train_cannon_command(
     continuum_order: Annotated[
         int, typer.Option("--continuum-order", min=0, help="Continuum polynomial order per chip.")
     ] = 4,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            metavar="",
+            help="Replace the model file if it exists (runs made with the old one become "
+            "stale, and rerun).",
+        ),
+    ] = False,
     data_root: DataRoot = None,
     manifest_format: ManifestFormat = None,
     verbose: Verbose = False,
@@ -52,6 +61,10 @@ def train_cannon_command(
             from astra_cli.errors import UsageError
 
             raise UsageError("--labels: give at least one label column, e.g. teff,logg,m_h")
+        if output.exists() and not overwrite:
+            from astra_cli.errors import UsageError
+
+            raise UsageError(f"--output {output} exists; add --overwrite to replace it")
         training = read_labelled(from_file, names, data_root=data_root, file_format=manifest_format)
         with console.status(f"training on {len(training.paths)} spectra ..."):
             model = train_cannon(training, output, continuum_order=continuum_order)

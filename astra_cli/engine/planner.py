@@ -10,7 +10,11 @@ which runs are to do (`force`, `retry_failed`), the chunks the runs will be exec
 store it was made against. `classify` is the one place where a stored status decides whether a
 run is done, failed or to do; the run loop calls it again after taking a group's lock.
 
-Pure: no I/O except through the `lookup_statuses` callable it is given.
+A stored run is done only while what it was computed from is unchanged: the planner compares
+each run's stored input and model states with the current ones (`engine.fingerprints`), and a
+run whose input or model changed is stale and to do again.
+
+No I/O but through the `lookup_runs` callable and the `Fingerprints` it is given.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from astra_cli.engine.fingerprints import NO_MODEL, Fingerprints, ModelFingerprint
 from astra_cli.engine.requests import RequestSet
 from astra_cli.errors import UsageError, spelling
 from astra_cli.methods.base import Method, Upstream
-from astra_cli.vocabulary import Observation
+from astra_cli.vocabulary import FAULT_ENVIRONMENT, Observation, StoredRun
 
 CHUNKS_PER_WORKER = 4
 """Aim for this many chunks per worker: enough to even out uneven chunks, few enough that the
@@ -35,8 +40,8 @@ MAX_CHUNK_SIZE = 256
 """Upper bound on the automatic chunk size: it bounds a worker's memory for one chunk and how
 much work a crashed worker can take with it, and keeps progress moving."""
 
-StatusLookup = Callable[[Sequence[str]], Mapping[str, Mapping[str, str]]]
-"""group keys -> {group_key: {observation key: stored status}}."""
+RunLookup = Callable[[Sequence[str]], Mapping[str, Mapping[str, StoredRun]]]
+"""group keys -> {group_key: {observation key: what the store holds of the run}}."""
 
 
 @dataclass(frozen=True)
@@ -58,25 +63,58 @@ class Classification:
     """ok in the store."""
     failed: int = 0
     """failed in the store, and not to be retried."""
+    stale: int = 0
+    """In the store, but its input or model changed since: to do."""
+    retried: int = 0
+    """Failed through no fault of its own (a missing input, a worker that died): to do."""
+
+
+@dataclass(frozen=True)
+class CurrentState:
+    """What a group's runs would be computed from now."""
+
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    """Observation key -> its input's state; an observation not in it is not compared."""
+    model: str | None = None
+    """The group's model digest; None compares nothing."""
 
 
 def classify(
-    observations: Iterable[Observation], statuses: Mapping[str, str], policy: RunPolicy
+    observations: Iterable[Observation],
+    stored: Mapping[str, StoredRun],
+    policy: RunPolicy,
+    current: CurrentState = CurrentState(),
 ) -> Classification:
-    """Sort runs into done, failed (left alone) and to do, by their stored status."""
+    """Sort runs into done, failed (left alone) and to do, by what the store holds of them
+    and whether their input or model changed since (a state the store lacks, as in runs of
+    older astra versions, is taken as unchanged)."""
     sorted_runs = Classification()
     if policy.force:
         sorted_runs.todo = list(observations)
         return sorted_runs
     for observation in observations:
-        status = statuses.get(observation.key)
-        if status == "ok":
-            sorted_runs.done += 1
-        elif status == "failed" and not policy.retry_failed:
-            sorted_runs.failed += 1
-        else:
+        run = stored.get(observation.key)
+        if run is None:
             sorted_runs.todo.append(observation)
+        elif _changed(run.input_state, current.inputs.get(observation.key)) or _changed(
+            run.model_state, current.model
+        ):
+            sorted_runs.stale += 1
+            sorted_runs.todo.append(observation)
+        elif run.status == "ok":
+            sorted_runs.done += 1
+        elif run.fault == FAULT_ENVIRONMENT:
+            sorted_runs.retried += 1
+            sorted_runs.todo.append(observation)
+        elif policy.retry_failed:
+            sorted_runs.todo.append(observation)
+        else:
+            sorted_runs.failed += 1
     return sorted_runs
+
+
+def _changed(stored: str | None, now: str | None) -> bool:
+    return stored is not None and now is not None and stored != now
 
 
 @dataclass(frozen=True)
@@ -112,9 +150,24 @@ class Group:
     requested: int = 0
     already_done: int = 0
     skipped_failed: int = 0
+    stale: int = 0
+    retried: int = 0
+    fingerprinted: bool = False
+    """Whether the plan looked at the states below (not when planned without Fingerprints)."""
+    model: ModelFingerprint = NO_MODEL
+    """The model files' fingerprint as planned: runs store its digest, workers check it."""
+    input_states: dict[str, str] = field(default_factory=dict)
+    """Observation key -> its input's state as planned, for the runs to do."""
     notes: list[str] = field(default_factory=list)
     """What the method says about how it will analyse this group (`Method.plan_notes`)."""
     needs: list[Need] = field(default_factory=list)
+
+    @property
+    def current(self) -> CurrentState:
+        """What this group's runs would be computed from now, as the plan saw it."""
+        if not self.fingerprinted:
+            return CurrentState()
+        return CurrentState(self.input_states, self.model.digest)
 
     def describe(self) -> str:
         """`grid continuum_order=4 grid=/models/grid.fits`: the method and what sets the group
@@ -162,6 +215,14 @@ class Plan:
         return sum(group.skipped_failed for group in self.groups)
 
     @property
+    def stale(self) -> int:
+        return sum(group.stale for group in self.groups)
+
+    @property
+    def retried(self) -> int:
+        return sum(group.retried for group in self.groups)
+
+    @property
     def to_run(self) -> int:
         return sum(len(group.observations) for group in self.groups)
 
@@ -184,8 +245,9 @@ def group_key(method: str, method_version: str, significant: Mapping[str, Any]) 
 def make_plan(
     method_class: type[Method],
     request_sets: Iterable[RequestSet],
-    lookup_statuses: StatusLookup,
+    lookup_runs: RunLookup,
     *,
+    fingerprints: Fingerprints | None = None,
     jobs: int = 1,
     chunk_size: int | None = None,
     force: bool = False,
@@ -199,6 +261,9 @@ def make_plan(
         Rerun runs that are already done (or failed).
     retry_failed
         Rerun runs that failed before; without it they are reported but left alone.
+    fingerprints
+        The current states of inputs and models, to find stale runs (None: none is stale,
+        and runs are stored without states).
     """
     if chunk_size is not None and chunk_size < 1:
         raise UsageError(
@@ -220,6 +285,9 @@ def make_plan(
             groups[key] = Group(key, method_class.name, method.options, significant)
             groups[key].notes = method.plan_notes()
             groups[key].needs = needs
+            if fingerprints is not None:
+                groups[key].model = fingerprints.model(method)
+                groups[key].fingerprinted = True
             requested[key] = {}
         runs = requested[key]
         given: set[str] = set()
@@ -230,12 +298,19 @@ def make_plan(
         if given:
             method.check_inputs(given)
 
-    stored = lookup_statuses(list(groups)) if groups and not force else {}
+    stored = lookup_runs(list(groups)) if groups and not force else {}
     for key, group in groups.items():
-        sorted_runs = classify(requested[key].values(), stored.get(key, {}), policy)
+        candidates = list(requested[key].values())
+        if fingerprints is not None:
+            group.input_states = {o.key: fingerprints.input(o.path) for o in candidates}
+        sorted_runs = classify(candidates, stored.get(key, {}), policy, group.current)
         group.requested = len(requested[key])
         group.already_done, group.skipped_failed = sorted_runs.done, sorted_runs.failed
+        group.stale, group.retried = sorted_runs.stale, sorted_runs.retried
         group.observations = sorted_runs.todo
+        if fingerprints is not None:
+            todo = {o.key for o in group.observations}
+            group.input_states = {k: v for k, v in group.input_states.items() if k in todo}
 
     total = sum(len(group.observations) for group in groups.values())
     size = chunk_size or automatic_chunk_size(total, jobs)

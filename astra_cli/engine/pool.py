@@ -1,9 +1,9 @@
 """The invoking-process side of execution: chunk tasks handed to the workers of a backend, and
 results streamed back as chunks finish.
 
-A worker that dies (killed by the OS, a segfault) fails the observation it had in hand; what
-it had finished is recovered from the chunk's journal and what it had not started is run by a
-new worker.
+A worker that dies (killed by the OS, a segfault) costs nothing it had finished (recovered
+from the chunk's journal); what it had not started is run by a new worker, and what it had in
+hand runs again alone, to fail only if it kills its worker again.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from astra_cli.engine.backends import Backend, joblib_settings, worker_death_errors
 from astra_cli.engine.journal import read_journal
 from astra_cli.engine.worker import ChunkResult, ChunkTask, WorkItem, run_chunk
-from astra_cli.vocabulary import Outcome
+from astra_cli.vocabulary import FAULT_ENVIRONMENT, FAULT_RUN, Outcome
 
 MAX_FRUITLESS_RESTARTS = 2
 """Times the worker pool may break without any run to blame (a crash outside an observation,
@@ -40,6 +40,7 @@ class ChunkTasks:
         method: str,
         options: Mapping[str, Any],
         observations: Sequence[WorkItem],
+        model_files_state: str,
     ) -> ChunkTask:
         chunk_id = f"{self.invocation}-{next(self._numbers)}"
         journal = str(self.journal_dir / f"{chunk_id}.jsonl")
@@ -51,6 +52,7 @@ class ChunkTasks:
             tuple(observations),
             journal,
             self.output_dir,
+            model_files_state,
         )
 
 
@@ -61,38 +63,49 @@ def execute(
 
     When a worker dies under a task (the loky pool breaks; dask gives up on a task that killed
     its workers), the chunks that did not come back are recovered from their journals (see
-    `recover`) and the rest is resubmitted. On KeyboardInterrupt, what the journals show
-    finished is yielded before re-raising.
+    `recover`): what finished is kept, what never started is resubmitted, and the runs that
+    were in hand are suspects. A pool's death takes every busy worker with it, and a batch
+    holds a whole chunk in hand, so a suspect is not blamed yet: once the rest is done, each
+    runs again alone, and only a run whose worker dies with it alone fails. On
+    KeyboardInterrupt, what the journals show finished is yielded before re-raising.
     """
     deaths = worker_death_errors(backend)
-    pending = list(tasks)
+    queue = list(tasks)
+    suspects: list[ChunkTask] = []
     fruitless_restarts = 0
     with joblib_settings(backend) as settings:
-        while pending:
+        while queue or suspects:
+            alone = not queue
+            running = queue if queue else [suspects.pop(0)]
             returned: set[str] = set()
-            journals = {task.chunk_id: Path(task.journal) for task in pending}
+            journals = {task.chunk_id: Path(task.journal) for task in running}
             try:
-                for result in _parallel(settings, pending):
+                for result in _parallel(settings, running):
                     returned.add(result.chunk_id)
                     journals[result.chunk_id].unlink(missing_ok=True)
                     yield result
-                return
+                queue = []
             except deaths as error:
-                unfinished = [task for task in pending if task.chunk_id not in returned]
+                unfinished = [task for task in running if task.chunk_id not in returned]
                 cause = worker_death_cause(error)
-                recovered, pending = recover(unfinished, numbering, died=cause)
+                recovered, queue, suspected = recover(
+                    unfinished, numbering, died=cause, alone=alone
+                )
+                suspects += suspected
                 yield from recovered
-                if any(not outcome.ok for result in recovered for outcome in result.outcomes):
+                if suspected or any(not o.ok for result in recovered for o in result.outcomes):
                     continue
                 fruitless_restarts += 1
                 if fruitless_restarts > MAX_FRUITLESS_RESTARTS:
-                    yield from _fail_all(pending, f"worker processes keep dying ({cause})")
+                    yield from _fail_all(
+                        [*queue, *suspects], f"worker processes keep dying ({cause})"
+                    )
                     return
             except GeneratorExit:
                 raise
             except BaseException:
-                unfinished = [task for task in pending if task.chunk_id not in returned]
-                recovered, _ = recover(unfinished, numbering, died=None)
+                unfinished = [task for task in running if task.chunk_id not in returned]
+                recovered, _, _ = recover(unfinished, numbering, died=None)
                 yield from recovered
                 raise
 
@@ -107,17 +120,21 @@ def _parallel(settings: dict[str, Any], tasks: Sequence[ChunkTask]) -> Iterator[
 
 
 def recover(
-    tasks: Sequence[ChunkTask], numbering: ChunkTasks, *, died: str | None
-) -> tuple[list[ChunkResult], list[ChunkTask]]:
-    """What to keep and what to redo of chunks whose result never came back.
+    tasks: Sequence[ChunkTask], numbering: ChunkTasks, *, died: str | None, alone: bool = False
+) -> tuple[list[ChunkResult], list[ChunkTask], list[ChunkTask]]:
+    """What to keep and what to redo of chunks whose result never came back: (results of
+    what finished or failed, tasks to resubmit, suspects to run again one at a time).
 
-    Finished runs in a journal are kept. With `died` (the pool broke): the observation in hand,
-    or every unfinished one if the model was loading, fails with that cause; observations never
-    started go into new tasks. Without it (interrupted): nothing fails; unfinished runs stay
-    pending for the next invocation.
+    Finished runs in a journal are kept. With `died` (the pool broke): observations never
+    started go into new tasks; each observation in hand becomes a task of its own to run alone,
+    or, when the task already ran alone (`alone`), fails as the run's own fault; every
+    unfinished observation fails if the model was loading (no run to blame: the next
+    invocation retries them). Without `died` (interrupted): nothing fails; unfinished runs
+    stay pending for the next invocation.
     """
     results: list[ChunkResult] = []
     retry: list[ChunkTask] = []
+    suspects: list[ChunkTask] = []
     for task in tasks:
         state = read_journal(task.journal)
         if not state.exists:
@@ -128,19 +145,39 @@ def recover(
         unfinished = [item for item in task.observations if item.key not in finished]
         if died is not None:
             now = time.time()
+            in_hand = set(state.in_progress)
             if state.loading:
-                blamed = {item.key for item in unfinished}
                 message = f"worker process died while loading the model: {died}"
+                outcomes += [
+                    Outcome(item.key, None, message, now, 0.0, FAULT_ENVIRONMENT)
+                    for item in unfinished
+                ]
+                in_hand = {item.key for item in unfinished}
+            elif alone:
+                message = (
+                    f"worker process died while analysing this observation, twice, the second "
+                    f"time alone: {died}"
+                )
+                outcomes += [
+                    Outcome(key, None, message, now, 0.0, FAULT_RUN) for key in sorted(in_hand)
+                ]
             else:
-                blamed = set(state.in_progress)
-                message = f"worker process died while analysing this observation: {died}"
-            outcomes += [Outcome(key, None, message, now, 0.0) for key in sorted(blamed)]
-            not_started = [item for item in unfinished if item.key not in blamed]
+                suspects += [
+                    _task_like(task, numbering, [item])
+                    for item in unfinished
+                    if item.key in in_hand
+                ]
+            not_started = [item for item in unfinished if item.key not in in_hand]
             if not_started:
-                retry.append(numbering.make(task.group_key, task.method, task.options, not_started))
+                retry.append(_task_like(task, numbering, not_started))
         results.append(ChunkResult(task.chunk_id, task.group_key, outcomes))
         Path(task.journal).unlink(missing_ok=True)
-    return results, retry
+    return results, retry, suspects
+
+
+def _task_like(task: ChunkTask, numbering: ChunkTasks, items: Sequence[WorkItem]) -> ChunkTask:
+    """A new task of the same group for some of a task's observations."""
+    return numbering.make(task.group_key, task.method, task.options, items, task.model_files_state)
 
 
 def worker_death_cause(error: BaseException) -> str:
@@ -148,15 +185,15 @@ def worker_death_cause(error: BaseException) -> str:
     which task killed how many workers)."""
     found = re.search(r"exit codes of the workers are (\{[^}]*\})", str(error))
     codes = f"exit codes {found.group(1)}" if found else f"{type(error).__name__}: {error}"
-    return (
-        f"{codes}; killed by the OS (out of memory?) or crashed. If several workers were "
-        "busy, the others were stopped with it: rerun with --retry-failed"
-    )
+    return f"{codes}; killed by the OS (out of memory?) or crashed"
 
 
 def _fail_all(tasks: Sequence[ChunkTask], message: str) -> Iterator[ChunkResult]:
     now = time.time()
     for task in tasks:
-        outcomes = [Outcome(item.key, None, message, now, 0.0) for item in task.observations]
+        outcomes = [
+            Outcome(item.key, None, message, now, 0.0, FAULT_ENVIRONMENT)
+            for item in task.observations
+        ]
         Path(task.journal).unlink(missing_ok=True)
         yield ChunkResult(task.chunk_id, task.group_key, outcomes)

@@ -30,7 +30,7 @@ from astra_cli.errors import AstraError
 from astra_cli.exit_codes import ExitCode
 from astra_cli.io.store import ResultsStore
 from astra_cli.version import __version__
-from astra_cli.vocabulary import Observation, Outcome, RunRecord, Summary
+from astra_cli.vocabulary import FAULT_RUN, Observation, Outcome, RunRecord, Summary
 
 
 class Terminated(KeyboardInterrupt):
@@ -74,6 +74,8 @@ def execute_plan(
         requested=plan.requested,
         already_done=plan.already_done,
         skipped_failed=plan.skipped_failed,
+        stale=plan.stale,
+        retried=plan.retried,
         bad_rows=plan.bad_rows,
         groups=len(plan.groups),
         upstream=upstream,
@@ -138,8 +140,8 @@ def _recheck(plan: Plan, group: Group, store: ResultsStore, summary: Summary) ->
     chunks = plan.chunks_of(group.key)
     if plan.policy.force:
         return chunks
-    statuses = store.statuses([group.key])[group.key]
-    sorted_runs = classify(group.observations, statuses, plan.policy)
+    stored = store.stored_runs([group.key])[group.key]
+    sorted_runs = classify(group.observations, stored, plan.policy, group.current)
     summary.already_done += sorted_runs.done
     summary.skipped_failed += sorted_runs.failed
     if len(sorted_runs.todo) == len(group.observations):
@@ -262,7 +264,11 @@ class _Committer:
                 if isinstance(value := inputs[o.key], tuple)
             ]
             if items:
-                tasks.append(numbering.make(group.key, group.method, group.options, items))
+                tasks.append(
+                    numbering.make(
+                        group.key, group.method, group.options, items, group.model.files_state
+                    )
+                )
         return tasks
 
     def _record(self, group: Group, observation: Observation, outcome: Outcome) -> RunRecord:
@@ -280,4 +286,7 @@ class _Committer:
             started_at=outcome.started_at,
             duration_s=outcome.duration_s,
             astra_version=__version__,
+            input_state=group.input_states.get(observation.key),
+            model_state=group.model.digest if group.fingerprinted else None,
+            fault=None if outcome.ok else (outcome.fault or FAULT_RUN),
         )

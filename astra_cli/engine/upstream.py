@@ -13,7 +13,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from astra_cli.engine.planner import Group, Need, Plan, StatusLookup, make_plan
+from astra_cli.engine.fingerprints import Fingerprints
+from astra_cli.engine.planner import Group, Need, Plan, RunLookup, make_plan
 from astra_cli.engine.requests import RequestSet
 from astra_cli.io.store import ResultsStore
 from astra_cli.methods.registry import load_method
@@ -22,8 +23,9 @@ from astra_cli.vocabulary import Observation
 
 def upstream_plans(
     plan: Plan,
-    lookup: StatusLookup,
+    lookup: RunLookup,
     *,
+    fingerprints: Fingerprints | None = None,
     jobs: int,
     chunk_size: int | None,
     retry_failed: bool,
@@ -48,6 +50,7 @@ def upstream_plans(
                 load_method(need.method),
                 [RequestSet(need.options, list(observations.values()))],
                 lookup,
+                fingerprints=fingerprints,
                 jobs=jobs,
                 chunk_size=chunk_size,
                 retry_failed=retry_failed,

@@ -10,7 +10,6 @@ what finished, what was in hand and what never started.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 import traceback
@@ -20,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from astra_cli.engine.fingerprints import files_state
 from astra_cli.engine.journal import ChunkJournal
-from astra_cli.io.spectra import Spectrum, SpectrumReadError
+from astra_cli.io.spectra import MissingInputError, Spectrum, SpectrumReadError
 from astra_cli.methods.base import Method
 from astra_cli.methods.registry import load_method
-from astra_cli.vocabulary import Outcome
+from astra_cli.vocabulary import FAULT_ENVIRONMENT, FAULT_RUN, Outcome
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 """What a table's integer column (and SQLite's) holds."""
@@ -56,6 +56,10 @@ class ChunkTask:
     journal: str
     output_dir: str
     """The results' directory: a run's own files (`FittedSpectrum` values) go under it."""
+    model_files_state: str = ""
+    """The model files' sizes and modification times when the plan took their digest: a
+    chunk that finds them otherwise, before or after its work, fails rather than store
+    results of another model under that digest."""
 
 
 @dataclass
@@ -74,6 +78,7 @@ class _CachedModel:
     model: Any = None
     error: str | None = None
     """Why loading failed, so later chunks of the group fail at once instead of reloading."""
+    fault: str = FAULT_RUN
 
 
 _models: OrderedDict[str, _CachedModel] = OrderedDict()
@@ -82,7 +87,11 @@ _group_locks: dict[str, threading.Lock] = {}
 
 
 class ModelLoadError(RuntimeError):
-    pass
+    """The chunk cannot use the group's model; `fault` says whose fault that is."""
+
+    def __init__(self, message: str, fault: str = FAULT_RUN) -> None:
+        super().__init__(message)
+        self.fault = fault
 
 
 def run_chunk(task: ChunkTask) -> ChunkResult:
@@ -92,11 +101,10 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     try:
         method = load_method(task.method)(**task.options)
         try:
+            _check_model_files(method, task)
             model, loaded = _model_for(task.group_key, method, journal)
         except ModelLoadError as error:
-            now = time.time()
-            outcomes = [Outcome(o.key, None, str(error), now, 0.0) for o in task.observations]
-            return ChunkResult(task.chunk_id, task.group_key, outcomes)
+            return _all_failed(task, str(error), error.fault)
         files = _RunFiles(task.output_dir, task.method, task.group_key)
         if type(method).analyse_batch is Method.analyse_batch:
             outcomes = [
@@ -104,15 +112,38 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
             ]
         else:
             outcomes = _analyse_batch(method, model, task.observations, journal, files)
+        try:
+            _check_model_files(method, task)
+        except ModelLoadError as error:
+            return _all_failed(task, str(error), error.fault, loaded)
         return ChunkResult(task.chunk_id, task.group_key, outcomes, model_loaded=loaded)
     finally:
         journal.close()
 
 
+def _check_model_files(method: Method, task: ChunkTask) -> None:
+    """Refuse to start or to return a chunk when the model files are not what the plan
+    fingerprinted (replaced or rewritten since): its results would be stored as another
+    model's."""
+    if task.model_files_state and files_state(method.model_files()) != task.model_files_state:
+        raise ModelLoadError(
+            "the model files changed while this invocation ran (size or modification time: "
+            f"{', '.join(map(str, method.model_files()))}); not stored, the next invocation "
+            "runs it with the new model",
+            FAULT_ENVIRONMENT,
+        )
+
+
+def _all_failed(task: ChunkTask, error: str, fault: str, model_loaded: bool = False) -> ChunkResult:
+    now = time.time()
+    outcomes = [Outcome(o.key, None, error, now, 0.0, fault) for o in task.observations]
+    return ChunkResult(task.chunk_id, task.group_key, outcomes, model_loaded)
+
+
 def _model_for(group_key: str, method: Method, journal: ChunkJournal) -> tuple[Any, bool]:
     # Workers outlive invocations (a notebook's loky pool, a standing dask cluster): a model
     # file rewritten since it was cached must be loaded again, so its state is in the key.
-    key = f"{group_key}:{_files_state(method)}"
+    key = f"{group_key}:{files_state(method.model_files())}"
     with _models_lock:
         group_lock = _group_locks.setdefault(group_key, threading.Lock())
     with group_lock:
@@ -125,7 +156,9 @@ def _model_for(group_key: str, method: Method, journal: ChunkJournal) -> tuple[A
             try:
                 cached = _CachedModel(model=method.load_model())
             except Exception as error:
+                fault = FAULT_ENVIRONMENT if isinstance(error, FileNotFoundError) else FAULT_RUN
                 cached = _CachedModel(error=f"load_model failed: {describe_error(error)}")
+                cached.fault = fault
             journal.loaded()
             with _models_lock:
                 _models[key] = cached
@@ -135,20 +168,8 @@ def _model_for(group_key: str, method: Method, journal: ChunkJournal) -> tuple[A
         else:
             loaded_now = False
     if cached.error is not None:
-        raise ModelLoadError(cached.error)
+        raise ModelLoadError(cached.error, cached.fault)
     return cached.model, loaded_now
-
-
-def _files_state(method: Method) -> str:
-    """Size and modification time of every file the method requires."""
-    states = []
-    for path in method.requires():
-        try:
-            status = os.stat(path)
-            states.append(f"{status.st_size}-{status.st_mtime_ns}")
-        except OSError:
-            states.append("missing")
-    return ",".join(states)
 
 
 def _read(method: Method, item: WorkItem) -> Spectrum:
@@ -199,13 +220,14 @@ def _analyse_one(
     journal.started([item.key])
     started = time.time()
     clock = time.perf_counter()
+    fault = None
     try:
         spectrum = _read(method, item)
         result = method.analyse_batch(model, [spectrum])[0]
         result, error = clean_result(files.store(result, item)), None
     except Exception as exception:
-        result, error = None, describe_error(exception)
-    outcome = Outcome(item.key, result, error, started, time.perf_counter() - clock)
+        result, error, fault = None, describe_error(exception), fault_of(exception)
+    outcome = Outcome(item.key, result, error, started, time.perf_counter() - clock, fault)
     journal.finished(outcome)
     return outcome
 
@@ -228,7 +250,12 @@ def _analyse_batch(
             readable.append((item, _read(method, item)))
         except Exception as exception:
             outcomes[item.key] = Outcome(
-                item.key, None, describe_error(exception), started, time.perf_counter() - clock
+                item.key,
+                None,
+                describe_error(exception),
+                started,
+                time.perf_counter() - clock,
+                fault_of(exception),
             )
             journal.finished(outcomes[item.key])
     started, clock = time.time(), time.perf_counter()
@@ -283,6 +310,12 @@ def clean_result(result: Any) -> dict[str, Any]:
             raise TypeError(f"result column {name!r}: {value} does not fit a 64-bit integer")
         cleaned[name] = value
     return cleaned
+
+
+def fault_of(error: BaseException) -> str:
+    """A missing input is not the run's fault (a typo fixed, a disk mounted, and the next
+    invocation runs it); anything else a run raises is."""
+    return FAULT_ENVIRONMENT if isinstance(error, MissingInputError) else FAULT_RUN
 
 
 def describe_error(error: BaseException) -> str:

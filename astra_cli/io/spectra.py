@@ -28,6 +28,10 @@ class SpectrumReadError(ValueError):
     """A file that is not a readable apStar or apVisit spectrum; the message names it."""
 
 
+class MissingInputError(SpectrumReadError):
+    """The file is not there (yet): a typo, an unmounted disk, a product not yet reduced."""
+
+
 @dataclass
 class Spectrum:
     """One observed spectrum, ready for analysis.
@@ -72,7 +76,7 @@ def read_spectrum(path: str | Path) -> Spectrum:
 
     path = Path(path)
     if not path.is_file():
-        raise SpectrumReadError(f"missing input: {path}")
+        raise MissingInputError(f"missing input: {path}")
     try:
         with warnings.catch_warnings():
             # A damaged file fails below with a message naming it; astropy's warnings about

@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from astra_cli.errors import UsageError, spelling
-from astra_cli.vocabulary import RunRecord
+from astra_cli.vocabulary import RunRecord, StoredRun
 
 DEFAULT_OUTPUT_DIR = "astra-output"
 STORE_FILENAME = "astra.sqlite"
 SETUP_LOCK_FILENAME = ".store.lock"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 60_000
 
-_SCHEMA = (
+_SCHEMA_1 = (
     """
 CREATE TABLE IF NOT EXISTS runs (
     group_key      TEXT NOT NULL,
@@ -48,22 +48,52 @@ CREATE TABLE IF NOT EXISTS runs (
     "CREATE INDEX IF NOT EXISTS runs_by_method ON runs (method, status)",
 )
 
+_SCHEMA_2 = (
+    # What each run was computed from, and whose fault a failure was (see RunRecord).
+    "ALTER TABLE runs ADD COLUMN input_state TEXT",
+    "ALTER TABLE runs ADD COLUMN model_state TEXT",
+    "ALTER TABLE runs ADD COLUMN fault TEXT",
+    """
+CREATE TABLE IF NOT EXISTS model_digests (
+    path     TEXT PRIMARY KEY,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    digest   TEXT NOT NULL
+)
+""",
+)
+
+_MIGRATIONS = {1: _SCHEMA_1, 2: _SCHEMA_2}
+"""The statements that bring a store of schema N - 1 to schema N."""
+
 _COLUMNS = (
     "group_key", "observation", "method", "method_version", "options", "identifiers",
     "input_path", "status", "result", "error", "started_at", "duration_s", "astra_version",
+    "input_state", "model_state", "fault",
 )  # fmt: skip
+_COLUMNS_1 = _COLUMNS[:13]
+"""The columns of a schema-1 store, which a read-only connection cannot migrate."""
 
 
 class ResultsStore:
     """The SQLite results store of one output directory.
 
     Opening creates the directory and the database when they do not exist, in WAL mode so that
-    readers never block the writer and a crash leaves the database consistent.
+    readers never block the writer and a crash leaves the database consistent. With
+    `read_only`, nothing is created or written (not even a lock file): for the commands that
+    only read, which then work on a store in a directory they cannot write.
     """
 
-    def __init__(self, output_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, output_dir: str | os.PathLike[str], *, read_only: bool = False) -> None:
         self.output_dir = Path(output_dir)
         self.path = self.output_dir / STORE_FILENAME
+        self.read_only = read_only
+        self.damaged: list[str] = []
+        """Runs `records` skipped because a cell could not be read: `group/observation`."""
+        self._columns: tuple[str, ...] = _COLUMNS
+        if read_only:
+            self._connection = self._open_read_only()
+            return
         try:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             self._connection = sqlite3.connect(
@@ -87,7 +117,67 @@ class ResultsStore:
             self._connection.close()
             raise
 
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A connection that writes nothing. Where the directory is writable, an ordinary
+        one that creates nothing (SQLite then removes its -wal and -shm files on closing);
+        elsewhere read-only, and `immutable` where SQLite cannot otherwise read a WAL
+        database (it may not create its shared-memory file there)."""
+        if not self.path.is_file():
+            raise UsageError(f"no results store in {self.output_dir} (give --output-dir)")
+        uri = self.path.resolve().as_uri()
+        writable = os.access(self.output_dir, os.W_OK) and os.access(self.path, os.W_OK)
+        attempts = ("mode=rw",) if writable else ("mode=ro", "mode=ro&immutable=1")
+        failure: sqlite3.Error | None = None
+        for options in attempts:
+            connection = sqlite3.connect(
+                f"{uri}?{options}", uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+            try:
+                (version,) = connection.execute("PRAGMA user_version").fetchone()
+                break
+            except sqlite3.Error as error:
+                connection.close()
+                failure = error
+        else:
+            raise self._unreadable(failure)
+        if version > SCHEMA_VERSION:
+            connection.close()
+            raise UsageError(
+                f"{self.path} was written by a newer astra (schema {version}); upgrade astra"
+            )
+        if version < 2:
+            self._columns = _COLUMNS_1
+        self._check_schema(connection)
+        return connection
+
+    def _unreadable(self, error: sqlite3.Error | None) -> UsageError:
+        if isinstance(error, sqlite3.DatabaseError) and not isinstance(
+            error, sqlite3.OperationalError
+        ):
+            return UsageError(f"{self.path} is not a readable astra results store: {error}")
+        return UsageError(f"cannot read the results store {self.path}: {error}")
+
+    def _check_schema(self, connection: sqlite3.Connection) -> None:
+        """Refuse a file that is not an astra store (another program's SQLite database, or
+        one whose table lost columns) with one line, before any query fails half-way."""
+        try:
+            found = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            raise UsageError(
+                f"{self.path} is not a readable astra results store: {error}"
+            ) from None
+        missing = [column for column in self._columns if column not in found]
+        if missing:
+            connection.close()
+            what = "has no runs table" if not found else f"lacks column(s) {', '.join(missing)}"
+            raise UsageError(f"{self.path} is not an astra results store: it {what}")
+
     def _unusable(self, error: BaseException) -> UsageError:
+        if isinstance(error, sqlite3.DatabaseError) and not isinstance(
+            error, sqlite3.OperationalError
+        ):
+            return UsageError(f"{self.path} is not a readable astra results store: {error}")
         return UsageError(
             f"cannot open the results store {self.path}: {error} "
             f"(choose a writable directory with {spelling().argument('output_dir')})"
@@ -101,9 +191,11 @@ class ResultsStore:
             )
         if version < SCHEMA_VERSION:
             with self.transaction():
-                for statement in _SCHEMA:
-                    self._connection.execute(statement)
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[step]:
+                        self._connection.execute(statement)
                 self._connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._check_schema(self._connection)
 
     def close(self) -> None:
         self._connection.close()
@@ -119,19 +211,43 @@ class ResultsStore:
         concurrent writer waits for the busy timeout instead of failing half-way."""
         return _Transaction(self._connection)
 
-    def statuses(self, group_keys: Sequence[str]) -> dict[str, dict[str, str]]:
-        """{group_key: {observation: status}} for every stored run of these groups, in one
+    def stored_runs(self, group_keys: Sequence[str]) -> dict[str, dict[str, StoredRun]]:
+        """{group_key: {observation: StoredRun}} for every stored run of these groups, in one
         query."""
-        found: dict[str, dict[str, str]] = {key: {} for key in group_keys}
+        found: dict[str, dict[str, StoredRun]] = {key: {} for key in group_keys}
         if not group_keys:
             return found
         placeholders = ",".join("?" * len(group_keys))
-        query = (
-            f"SELECT group_key, observation, status FROM runs WHERE group_key IN ({placeholders})"
+        states = (
+            "input_state, model_state, fault" if "fault" in self._columns else "NULL, NULL, NULL"
         )
-        for group_key, observation, status in self._connection.execute(query, list(group_keys)):
-            found[group_key][observation] = status
+        query = (
+            f"SELECT group_key, observation, status, {states} FROM runs "
+            f"WHERE group_key IN ({placeholders})"
+        )
+        for group_key, observation, *stored in self._connection.execute(query, list(group_keys)):
+            found[group_key][observation] = StoredRun(*stored)
         return found
+
+    def model_digest(self, path: str, size: int, mtime_ns: int) -> str | None:
+        """The digest remembered for a model file of this size and modification time."""
+        if "fault" not in self._columns:
+            return None
+        row = self._connection.execute(
+            "SELECT digest FROM model_digests WHERE path = ? AND size = ? AND mtime_ns = ?",
+            (path, size, mtime_ns),
+        ).fetchone()
+        return row[0] if row else None
+
+    def remember_model_digest(self, path: str, size: int, mtime_ns: int, digest: str) -> None:
+        """Keep a model file's digest, so that the next invocation need not read it again."""
+        if self.read_only:
+            return
+        with self.transaction():
+            self._connection.execute(
+                "INSERT OR REPLACE INTO model_digests VALUES (?, ?, ?, ?)",
+                (path, size, mtime_ns, digest),
+            )
 
     def column_values(
         self, group_key: str, columns: Sequence[str], observations: Sequence[str]
@@ -173,9 +289,12 @@ class ResultsStore:
         """Stored runs, optionally of one method, status and group, ordered by group and then by
         start time."""
         where, parameters = _where(method, status, group_key)
-        query = f"SELECT {','.join(_COLUMNS)} FROM runs{where} ORDER BY group_key, started_at"
+        query = f"SELECT {','.join(self._columns)} FROM runs{where} ORDER BY group_key, started_at"
         for row in self._connection.execute(query, parameters):
-            yield _from_row(row)
+            try:
+                yield _from_row(dict(zip(self._columns, row, strict=True)))
+            except (ValueError, TypeError):  # a cell that is not the JSON astra wrote
+                self.damaged.append(f"{row[0]}/{row[1]}")
 
     def count(
         self, method: str | None = None, status: str | None = None, group_key: str | None = None
@@ -239,14 +358,19 @@ def _to_row(record: RunRecord) -> tuple[Any, ...]:
         record.started_at,
         record.duration_s,
         record.astra_version,
+        record.input_state,
+        record.model_state,
+        record.fault,
     )
 
 
-def _from_row(row: Sequence[Any]) -> RunRecord:
-    values = dict(zip(_COLUMNS, row, strict=True))
+def _from_row(values: dict[str, Any]) -> RunRecord:
+    """A row as a RunRecord; ValueError for a cell that is not what astra wrote."""
     for column in ("options", "identifiers", "result"):
         if values[column] is not None:
             values[column] = json.loads(values[column])
+            if not isinstance(values[column], dict):
+                raise ValueError(f"{column} is not a JSON object")
     return RunRecord(**values)
 
 

@@ -287,6 +287,12 @@ class Method:
             if param.type is Path and getattr(self, name) is not None
         ]
 
+    def model_files(self) -> list[Path]:
+        """The files whose contents the results depend on besides the observation: a run
+        made with other contents of any of them is stale and runs again. By default what
+        `requires` returns; add the files a model file names (a FERRE header's data)."""
+        return self.requires()
+
     def validate(self) -> None:
         """Cheap checks in the invoking process, before any work: read a model file's header,
         say, so that a wrong file stops the invocation (exit code 2) instead of failing every

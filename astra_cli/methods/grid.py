@@ -113,6 +113,16 @@ class Grid(Method):
     def upstream(self) -> list[Upstream]:
         return velocity_source(self.velocity, self.rv_templates)
 
+    def model_files(self) -> list[Path]:
+        """The option files, and a FERRE binary grid's data beside its header."""
+        from astra_cli.io.grids import grid_format
+        from astra_cli.io.grids.ferre import binary_data_path
+
+        files = self.requires()
+        if grid_format(self.grid) == "ferre-binary":
+            files.append(binary_data_path(self.grid))
+        return files
+
     def check_inputs(self, names: set[str]) -> None:
         from astra_cli.io.grids import grid_header
 

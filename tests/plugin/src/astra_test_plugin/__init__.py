@@ -9,6 +9,7 @@ process with SIGKILL, as the OS does to a process that runs out of memory.
 import os
 import signal
 import time
+from pathlib import Path
 
 from astra_cli import Method, Param
 
@@ -47,14 +48,31 @@ class Counting(Method):
         }
 
 
+class TextModel(Method):
+    """A model file whose text is the model: every result says which text it was made with."""
+
+    model = Param(type=Path, help="A text file: the model is its text.")
+    delay = Param(0.0, significant=False, help="Seconds to sleep per observation.")
+
+    def load_model(self):
+        return Path(self.model).read_text()
+
+    def analyse(self, model, spectrum):
+        time.sleep(self.delay)
+        return {"model_text": model}
+
+
 class Vectorised(Method):
-    """Analyses a whole chunk in one call; a spectrum named `fail` makes the batch raise."""
+    """Analyses a whole chunk in one call; a spectrum named `fail` makes the batch raise, one
+    named `crash` kills the worker."""
 
     batch_log = Param("", significant=False, help="File that each call appends its size to.")
 
     def analyse_batch(self, model, spectra):
         import numpy as np
 
+        if any("crash" in os.path.basename(s.path) for s in spectra):
+            os.kill(os.getpid(), signal.SIGKILL)
         if any("fail" in os.path.basename(s.path) for s in spectra):
             raise ValueError("a bad spectrum in the batch")
         if self.batch_log:
