@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from astra_cli.engine.backends import Backend, resolve_jobs
+from astra_cli.engine.backends import DEFAULT_DASK_TIMEOUT, Backend, resolve_jobs
 from astra_cli.engine.fingerprints import Fingerprints
 from astra_cli.engine.planner import Plan, make_plan
 from astra_cli.engine.progress import Progress
@@ -213,6 +213,7 @@ def run(
     wait: bool = False,
     scheduler: str | None = None,
     scheduler_file: str | os.PathLike[str] | None = None,
+    dask_timeout: float = DEFAULT_DASK_TIMEOUT,
     progress: Progress | None = None,
     **options: Any,
 ) -> Summary:
@@ -227,9 +228,10 @@ def run(
 
     wait
         Wait for groups that another invocation is running instead of skipping them.
-    backend, scheduler, scheduler_file
+    backend, scheduler, scheduler_file, dask_timeout
         A joblib backend (loky, threading, sequential) or "dask": with a scheduler address or
-        file, or neither for a local cluster of `jobs` workers.
+        file, or neither for a local cluster of `jobs` workers; a dask cluster without a
+        worker for `dask_timeout` seconds is given up on (NoWorkersError).
 
     Returns the Summary; results are in the store under `output_dir`.
 
@@ -253,7 +255,7 @@ def run(
         name: list(value) if isinstance(value, (list, tuple)) else [value]
         for name, value in options.items()
     }
-    chosen = Backend.chosen(backend, jobs, scheduler, scheduler_file)
+    chosen = Backend.chosen(backend, jobs, scheduler, scheduler_file, dask_timeout)
     plan = prepare(
         method,
         found,

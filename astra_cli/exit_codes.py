@@ -21,6 +21,9 @@ class ExitCode(IntEnum):
     LOCKED = 75
     """Everything that was needed was locked by another invocation (EX_TEMPFAIL)."""
 
+    HANGUP = 129
+    """Stopped by SIGHUP (the terminal or ssh session went away); what finished is kept."""
+
     INTERRUPTED = 130
     """Interrupted by Ctrl-C (SIGINT); what finished is kept."""
 

@@ -162,11 +162,14 @@ class Summary:
     """Who held each lock that stopped this invocation: `GROUP: host pid N`."""
     groups: int = 0
     chunks: int = 0
+    workers: int = 0
+    """Worker processes started (0 when the chunks ran in this process or on a cluster astra
+    did not start): at most one per chunk, whatever --jobs says."""
     model_loads: int = 0
     wall_seconds: float = 0.0
     interrupted: bool = False
     signal: str | None = None
-    """SIGINT or SIGTERM when interrupted."""
+    """SIGINT, SIGTERM or SIGHUP when interrupted."""
     failures: list[dict[str, str]] = field(default_factory=list)
     """The first failures of this invocation: observation and error."""
     upstream: list[Summary] = field(default_factory=list)
@@ -175,7 +178,8 @@ class Summary:
     @property
     def exit_code(self) -> ExitCode:
         if self.interrupted:
-            return ExitCode.TERMINATED if self.signal == "SIGTERM" else ExitCode.INTERRUPTED
+            stopped = {"SIGTERM": ExitCode.TERMINATED, "SIGHUP": ExitCode.HANGUP}
+            return stopped.get(self.signal or "", ExitCode.INTERRUPTED)
         if self.failed or self.skipped_failed or self.bad_rows:
             return ExitCode.RUNS_FAILED
         if self.locked:

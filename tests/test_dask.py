@@ -130,3 +130,75 @@ def test_scheduler_without_dask_backend_is_refused(tmp_path, spectra):
         "-o", str(tmp_path / "out"),
     )  # fmt: skip
     assert result.returncode == 2 and "--backend dask" in result.stderr
+
+
+def _start_scheduler(directory, env):
+    scheduler_file = directory / "scheduler.json"
+    process = subprocess.Popen(
+        [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+         "--scheduler-file", str(scheduler_file)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    _wait_for(scheduler_file.exists)
+    return process, scheduler_file
+
+
+def _stop(*processes):
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+def test_a_cluster_whose_workers_all_die_is_given_up_on(plugin_dir, spectra, tmp_path):
+    """With one single-threaded worker too, the runs go to the cluster (joblib would run them
+    in the invoking process), and when it dies, the invocation gives up after --dask-timeout
+    instead of waiting for ever with its groups locked."""
+    env = {**os.environ, "PYTHONPATH": str(plugin_dir)}
+    scheduler, scheduler_file = _start_scheduler(tmp_path, env)
+    worker = subprocess.Popen(
+        [DASK, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
+         "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    out, runs, loads = tmp_path / "out", tmp_path / "runs.log", tmp_path / "loads.log"
+    try:
+        analysis = subprocess.Popen(
+            [sys.executable, "-m", "astra_cli", "analyse", "counting", *map(str, spectra),
+             "--backend", "dask", "--scheduler-file", str(scheduler_file), "--dask-timeout",
+             "3", "--delay", "0.1", "--run-log", str(runs), "--load-log", str(loads),
+             "-o", str(out), "--json"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        _wait_for(lambda: runs.exists() and runs.read_text().count("\n") >= 2)
+        _stop(worker)
+        started = time.monotonic()
+        stdout, stderr = analysis.communicate(timeout=60)
+        waited = time.monotonic() - started
+    finally:
+        _stop(worker, scheduler)
+
+    assert [int(line.split()[0]) for line in loads.read_text().splitlines()] == [worker.pid]
+    assert analysis.returncode == 1, stderr
+    assert f"no dask worker at {scheduler_file} for 3 s (--dask-timeout): gave up" in stderr
+    assert json.loads(stdout)["exit_code"] == 1, "--json prints a document, error included"
+    assert waited < 30
+    again = astra_subprocess(
+        "analyse", "counting", *map(str, spectra), "--backend", "sequential", "-o", str(out),
+        "--json", env=env,
+    )  # fmt: skip
+    assert again.returncode == 0, "the groups' locks were released"
+
+
+def test_a_cluster_without_workers_is_given_up_on(spectra, tmp_path):
+    scheduler, scheduler_file = _start_scheduler(tmp_path, dict(os.environ))
+    try:
+        result = astra_subprocess(
+            "analyse", "snr", *map(str, spectra[:2]), "--backend", "dask", "--scheduler-file",
+            str(scheduler_file), "--dask-timeout", "2", "-o", str(tmp_path / "out"), "--json",
+        )  # fmt: skip
+    finally:
+        _stop(scheduler)
+    assert result.returncode == 1, result.stderr
+    assert f"no dask worker at {scheduler_file} for 2 s" in result.stderr
+    assert json.loads(result.stdout)["error"].startswith("no dask worker")
+    assert "Traceback" not in result.stderr

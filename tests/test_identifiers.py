@@ -127,6 +127,13 @@ def test_identifier_sources_say_where_each_identifier_came_from():
 # --- resolving ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("root", ["a$HOME", "b${USER}c", "$SAS_BASE_DIR"])
+def test_a_data_root_is_taken_literally_not_as_shell_variables(tmp_path, root, monkeypatch):
+    monkeypatch.setenv("USER", "someone")
+    observation = IdentifierResolver(data_root=tmp_path / root).resolve(DR16_STAR)
+    assert observation.path.startswith(f"{tmp_path / root}/dr16/apogee/spectro/redux/r12/")
+
+
 def test_dr16_apstar_path(tmp_path):
     observation = IdentifierResolver(data_root=tmp_path).resolve(DR16_STAR)
     assert observation.path == str(

@@ -158,3 +158,30 @@ def test_results_into_a_closed_pipe_stop_quietly(tmp_path):
     stderr = process.communicate(timeout=60)[1]
     assert process.returncode == ExitCode.BROKEN_PIPE
     assert stderr == b""
+
+
+@pytest.mark.parametrize("where", ["missing/dir/astra.log", "."])
+def test_a_log_file_that_cannot_be_written_is_refused_before_any_work(
+    real_apvisits, tmp_path, where
+):
+    out = tmp_path / "out"
+    log = tmp_path / where
+    result = runner.invoke(
+        app, ["analyse", "snr", str(real_apvisits[0]), "-o", str(out), "--log-file", str(log),
+              "--json"],
+    )  # fmt: skip
+    assert result.exit_code == ExitCode.USAGE
+    assert f"--log-file {log}: " in result.stderr
+    assert json.loads(result.stdout)["exit_code"] == ExitCode.USAGE
+    assert not out.exists(), "nothing was run, nothing left behind"
+
+
+def test_analyse_into_a_read_only_store_is_refused_before_any_work(read_only, real_apvisits):
+    result = subprocess.run(
+        read_only_command(read_only, "analyse", "snr", *map(str, real_apvisits), "--force",
+                          "-o", str(read_only), "-j", "1"),
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert "cannot open the results store" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -9,14 +9,16 @@ from typing import TYPE_CHECKING
 import typer
 
 from astra_cli.cli.clickparts import ClickCommand
-from astra_cli.cli.console import print_json, stderr_console
+from astra_cli.cli.console import notice, print_json, stderr_console
 from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.inputs import prepare_invocation
 from astra_cli.cli.invocation import Invocation
 from astra_cli.cli.method_commands import MethodGroup, build_method_command, method_description
 from astra_cli.cli.options import ANALYSE_OPTIONS
+from astra_cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
+    from astra_cli.engine.backends import Backend
     from astra_cli.engine.progress import Progress
     from astra_cli.methods.base import Method
     from astra_cli.vocabulary import Summary
@@ -51,10 +53,17 @@ def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
     from astra_cli.engine.runner import execute_plan
 
     running, report = invocation.running, invocation.report
-    with reported_errors(report.verbose):
+    with reported_errors(report.verbose, json_document=report.json):
         backend = Backend.chosen(
-            running.backend, invocation.planning.jobs, running.scheduler, running.scheduler_file
+            running.backend,
+            invocation.planning.jobs,
+            running.scheduler,
+            running.scheduler_file,
+            running.dask_timeout,
         )
+        warn_of_oversubscription(backend)
+        if running.log_file is not None:
+            check_log_file(running.log_file)
         plan = prepare_invocation(method_class, invocation, jobs=backend.jobs)
         summary = execute_plan(
             plan,
@@ -67,9 +76,41 @@ def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
         for stage in [*summary.upstream, summary]:
             if not report.quiet:
                 render_summary(stage, final=stage is summary)
-            elif stage.failed:
+            elif stage.exit_code != ExitCode.OK:
+                # Quiet, for cron, is "speak only when something needs you": then say what.
+                from astra_cli.cli.progress import describe_summary
+
+                stderr_console().print(describe_summary(stage), markup=False, highlight=False)
                 render_failures(stage)
     raise typer.Exit(summary.exit_code)
+
+
+def check_log_file(path: Path) -> None:
+    """Refuse a --log-file that cannot be appended to before any work, not after it."""
+    from astra_cli.errors import UsageError
+
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as failure:
+        raise UsageError(f"--log-file {path}: {failure.strerror or failure}") from None
+
+
+def warn_of_oversubscription(backend: Backend) -> None:
+    """More workers on this machine than it has cores only compete for them (each holding
+    its own copy of what is not memory-mapped): allowed, but said."""
+    from astra_cli.engine.backends import default_jobs
+
+    local = backend.name in ("loky", "threading") or (
+        backend.name == "dask" and not (backend.scheduler or backend.scheduler_file)
+    )
+    cores = default_jobs()
+    if local and backend.jobs > cores:
+        notice(
+            f"--jobs {backend.jobs} is more than the {cores} core(s) of this machine: workers "
+            "will compete for them, each with its own memory",
+            label="warning",
+        )
 
 
 def progress_for(quiet: bool, log_file: Path | None = None) -> Progress:

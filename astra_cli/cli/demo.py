@@ -46,7 +46,7 @@ def demo_command(
     from astra_cli.demo.dataset import DemoConfig, write_demo
 
     console = stderr_console()
-    with reported_errors(verbose):
+    with reported_errors(verbose, json_document=json):
         with console.status(f"writing the demo data set to {directory} ..."):
             files = write_demo(directory, DemoConfig(stars, training, snr, seed))
         console.print(

@@ -12,28 +12,31 @@ from typing import NoReturn
 
 import typer
 
-from astra_cli.cli.console import error, stderr_console
+from astra_cli.cli.console import error, print_json, stderr_console
 from astra_cli.errors import AstraError, command_line_spelling
 from astra_cli.exit_codes import ExitCode
 
 
-def exit_with_error(message: str, code: int) -> NoReturn:
+def exit_with_error(message: str, code: int, *, json_document: bool = False) -> NoReturn:
     error(message)
+    if json_document:  # a script reading stdout gets a document, whatever happened
+        print_json({"error": message, "exit_code": int(code)})
     raise typer.Exit(code)
 
 
 @contextmanager
-def reported_errors(verbose: bool) -> Iterator[None]:
-    """Turn exceptions into a one-line message and the matching exit code."""
+def reported_errors(verbose: bool, *, json_document: bool = False) -> Iterator[None]:
+    """Turn exceptions into a one-line message and the matching exit code; with
+    `json_document` (--json), also a JSON document on stdout saying so."""
     try:
         with command_line_spelling():
             yield
     except AstraError as failure:
         if verbose:
             stderr_console().print(traceback.format_exc(), markup=False)
-        exit_with_error(str(failure), failure.exit_code)
+        exit_with_error(str(failure), failure.exit_code, json_document=json_document)
     except KeyboardInterrupt:
-        exit_with_error("interrupted", ExitCode.INTERRUPTED)
+        exit_with_error("interrupted", ExitCode.INTERRUPTED, json_document=json_document)
     except BrokenPipeError:
         # The reader went away (`astra results ... | head -1`): stop quietly, as Unix tools
         # do, and let nothing more be flushed to the closed pipe at exit.
@@ -47,4 +50,5 @@ def reported_errors(verbose: bool) -> Iterator[None]:
             f"unexpected {type(failure).__name__}: {failure} "
             "(rerun with --verbose for the traceback)",
             ExitCode.RUNS_FAILED,
+            json_document=json_document,
         )

@@ -39,7 +39,7 @@ def info_command(
     """
     from astra_cli.io.grids import check_grid, grid_format
 
-    with reported_errors(verbose):
+    with reported_errors(verbose, json_document=json):
         grid = check_grid(path)
         described = describe(grid, grid_format(path))
     if json:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from astra_cli.cli.options import IDENTIFIER_PREFIX
+from astra_cli.engine.backends import DEFAULT_DASK_TIMEOUT
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR
 
 T = TypeVar("T")
@@ -56,6 +57,7 @@ class RunOptions:
     backend: str = "loky"
     scheduler: str | None = None
     scheduler_file: Path | None = None
+    dask_timeout: float = DEFAULT_DASK_TIMEOUT
     wait: bool = False
     log_file: Path | None = None
 

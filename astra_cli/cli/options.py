@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from astra_cli.engine.backends import BACKENDS
+from astra_cli.engine.backends import BACKENDS, DEFAULT_DASK_TIMEOUT
 from astra_cli.io.identifiers import IDENTIFIER_KEYS
 from astra_cli.io.manifest import FORMATS
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR
@@ -167,8 +167,9 @@ DATA_ROOT = _option(
     help="Local SAS root that identifiers resolve under (sdss-access layout).",
 )  # fmt: skip
 JOBS = _option(
-    "jobs", int | None, None, "--jobs", "-j", min=1, metavar="N",
-    help="Worker processes. \\[default: every core]",
+    "jobs", int | None, None, "--jobs", "-j", metavar="N",
+    help="Worker processes, at most one per chunk; -1 is every core, -2 every core but one. "
+    "\\[default: every core]",
 )  # fmt: skip
 BACKEND = _option(
     "backend", Literal[BACKENDS], "loky", "--backend", metavar="NAME",
@@ -183,6 +184,11 @@ SCHEDULER_FILE = _option(
     "scheduler_file", Path | None, None, "--scheduler-file", metavar="FILE",
     help="With --backend dask: the scheduler's file (dask scheduler --scheduler-file, "
     "dask-jobqueue). With neither, a local cluster of --jobs workers.",
+)  # fmt: skip
+DASK_TIMEOUT = _option(
+    "dask_timeout", float, DEFAULT_DASK_TIMEOUT, "--dask-timeout", metavar="SECONDS",
+    help="With --backend dask: give up (exit code 1, what finished kept) when the cluster "
+    "has had no worker for this long.",
 )  # fmt: skip
 CHUNK_SIZE = _option(
     "chunk_size", int | None, None, "--chunk-size", min=1, metavar="N",
@@ -220,8 +226,8 @@ PLAN_OPTIONS = [
 ]  # fmt: skip
 STATUS_OPTIONS = [OUTPUT_DIR, DATA_ROOT, CHECKSUM, JSON, VERBOSE]
 ANALYSE_OPTIONS = [
-    OUTPUT_DIR, DATA_ROOT, JOBS, BACKEND, SCHEDULER, SCHEDULER_FILE, CHUNK_SIZE, FORCE,
-    RETRY_FAILED, CHECKSUM, WAIT, JSON, QUIET, VERBOSE, LOG_FILE,
+    OUTPUT_DIR, DATA_ROOT, JOBS, BACKEND, SCHEDULER, SCHEDULER_FILE, DASK_TIMEOUT, CHUNK_SIZE,
+    FORCE, RETRY_FAILED, CHECKSUM, WAIT, JSON, QUIET, VERBOSE, LOG_FILE,
 ]  # fmt: skip
 
 # Annotations for commands written as plain functions.

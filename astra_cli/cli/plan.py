@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def plan_action(method_class: type[Method], invocation: Invocation) -> None:
-    with reported_errors(invocation.report.verbose):
+    with reported_errors(invocation.report.verbose, json_document=invocation.report.json):
         plan = prepare_invocation(method_class, invocation, jobs=invocation.planning.jobs)
         if invocation.report.json:
             print_json({**plan_as_dict(plan), "bad_rows": plan.bad_rows})

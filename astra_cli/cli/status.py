@@ -32,7 +32,7 @@ def status_action(method_class: type[Method], invocation: Invocation) -> None:
     from astra_cli import api
 
     output_dir = invocation.planning.output_dir
-    with reported_errors(invocation.report.verbose):
+    with reported_errors(invocation.report.verbose, json_document=invocation.report.json):
         inputs = collect_invocation_inputs(method_class, invocation)
         plan = api.status(
             method_class,

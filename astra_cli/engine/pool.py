@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from astra_cli.engine.backends import Backend, joblib_settings, worker_death_errors
+from astra_cli.engine.backends import Backend, joblib_settings, worker_death_errors, workers_for
 from astra_cli.engine.journal import read_journal
 from astra_cli.engine.worker import ChunkResult, ChunkTask, WorkItem, run_chunk
 from astra_cli.vocabulary import FAULT_ENVIRONMENT, FAULT_RUN, Outcome
@@ -73,14 +73,14 @@ def execute(
     queue = list(tasks)
     suspects: list[ChunkTask] = []
     fruitless_restarts = 0
-    with joblib_settings(backend) as settings:
+    with joblib_settings(backend, workers_for(backend, len(tasks))) as workers:
         while queue or suspects:
             alone = not queue
             running = queue if queue else [suspects.pop(0)]
             returned: set[str] = set()
             journals = {task.chunk_id: Path(task.journal) for task in running}
             try:
-                for result in _parallel(settings, running):
+                for result in _parallel(workers.config, running):
                     returned.add(result.chunk_id)
                     journals[result.chunk_id].unlink(missing_ok=True)
                     yield result
@@ -103,10 +103,13 @@ def execute(
                     return
             except GeneratorExit:
                 raise
-            except BaseException:
+            except BaseException as error:
                 unfinished = [task for task in running if task.chunk_id not in returned]
                 recovered, _, _ = recover(unfinished, numbering, died=None)
                 yield from recovered
+                gave_up = workers.gave_up(error)
+                if gave_up is not None:
+                    raise gave_up from None
                 raise
 
 

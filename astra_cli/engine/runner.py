@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from types import FrameType
 
-from astra_cli.engine.backends import Backend
+from astra_cli.engine.backends import Backend, processes_started
 from astra_cli.engine.journal import JournalArea
 from astra_cli.engine.locks import GroupLocks
 from astra_cli.engine.planner import Chunk, Group, Plan, classify
@@ -34,7 +34,11 @@ from astra_cli.vocabulary import FAULT_RUN, Observation, Outcome, RunRecord, Sum
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, delivered like Ctrl-C so that the same code keeps what finished."""
+    """SIGTERM or SIGHUP, delivered like Ctrl-C so that the same code keeps what finished."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
 
 
 class StoreWriteError(AstraError):
@@ -108,6 +112,7 @@ def execute_plan(
                     )
                 ]
                 summary.chunks += len(tasks)
+                summary.workers = max(summary.workers, processes_started(backend, len(tasks)))
                 for result in execute(tasks, numbering, backend):
                     committer.commit(result)
                     progress.chunk_done(result, summary)
@@ -120,7 +125,7 @@ def execute_plan(
                 summary.locked_groups.append(f"{group.key}: {locks.holder(group.key)}")
     except KeyboardInterrupt as interrupt:
         summary.interrupted = True
-        summary.signal = "SIGTERM" if isinstance(interrupt, Terminated) else "SIGINT"
+        summary.signal = interrupt.signal_name if isinstance(interrupt, Terminated) else "SIGINT"
     finally:
         locks.release_all()
         journals.close()
@@ -161,31 +166,38 @@ def _waiting(locked: Sequence[Group], locks: GroupLocks) -> str:
     )
 
 
+STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""What stops an invocation like Ctrl-C: a scheduler's or an administrator's SIGTERM, and the
+SIGHUP of a terminal (or ssh session) that went away."""
+
+
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """While running, SIGTERM interrupts like Ctrl-C (only the main thread can set handlers)."""
+    """While running, SIGTERM and SIGHUP interrupt like Ctrl-C (only the main thread can set
+    handlers)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise Terminated()
+        raise Terminated(signal.Signals(signum).name)
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {number: signal.signal(number, interrupt) for number in STOPPING_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @contextlib.contextmanager
 def _signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while a chunk commits, so that its transaction completes; the
+    """Hold Ctrl-C, SIGTERM and SIGHUP while a chunk commits, so that its transaction completes; the
     signal is delivered as soon as it has."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
+    held = {signal.SIGINT, *STOPPING_SIGNALS}
     signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         yield

@@ -10,6 +10,7 @@ what finished, what was in hand and what never started.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 import traceback
@@ -92,6 +93,22 @@ class ModelLoadError(RuntimeError):
     def __init__(self, message: str, fault: str = FAULT_RUN) -> None:
         super().__init__(message)
         self.fault = fault
+
+
+PARENT_POLL_SECONDS = 0.5
+"""How often a worker looks whether the invoking process is still there."""
+
+
+def watch_parent(parent: int) -> None:
+    """A worker process's initializer: a thread that ends the process once its parent, the
+    invoking process, is gone (killed with -9, say), so that no worker outlives it."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="astra-parent-watch", daemon=True).start()
 
 
 def run_chunk(task: ChunkTask) -> ChunkResult:

@@ -170,6 +170,9 @@ class _Template:
     (`@healpixgrp|` in SDSS-V releases), which only sdss-access can evaluate."""
 
     kind: str
+    data_root: str | None = None
+    """The data root, put in place of ROOT_TOKEN in every path (taken literally: a `$` in it
+    is not a variable)."""
 
     @classmethod
     def from_sdss_access(
@@ -184,7 +187,10 @@ class _Template:
                 f"{where}unknown release {release!r}{hint}; sdss-access knows "
                 f"{', '.join(sorted(available, key=_release_order))}"
             )
-        with _sas_base_dir(data_root):
+        root = os.path.abspath(data_root) if data_root is not None else None
+        # The tree and its templates are expanded with a token for the root, which replaces
+        # it afterwards: expanding the root itself would read '/x/a$HOME' as a variable.
+        with _sas_base_dir(ROOT_TOKEN if root is not None else None):
             sdss_path = SdssPath(release=release)
             if kind not in sdss_path.templates:
                 raise UsageError(f"{where}release {release!r} has no {kind} product")
@@ -192,16 +198,22 @@ class _Template:
             pattern = _expand_environment(raw)
             keys = tuple(sorted(set(sdss_path.lookup_keys(kind)), key=_key_order))
         if "@" not in raw:
-            return cls(pattern=pattern, keys=keys, sdss_path=None, kind=kind)
+            return cls(pattern=pattern, keys=keys, sdss_path=None, kind=kind, data_root=root)
         # Only sdss-access can evaluate its special functions; give it the expanded template
         # so that it formats paths under this data root whatever the environment is later.
         sdss_path.templates = {kind: pattern}
-        return cls(pattern=pattern, keys=keys, sdss_path=sdss_path, kind=kind)
+        return cls(pattern=pattern, keys=keys, sdss_path=sdss_path, kind=kind, data_root=root)
 
     def format(self, values: Mapping[str, str]) -> str:
         if self.sdss_path is not None:
-            return self.sdss_path.full(self.kind, **values)
-        return os.path.normpath(self.pattern.format(**values))
+            path = self.sdss_path.full(self.kind, **values)
+        else:
+            path = os.path.normpath(self.pattern.format(**values))
+        return path.replace(ROOT_TOKEN, self.data_root) if self.data_root else path
+
+
+ROOT_TOKEN = "/astra-data-root-7c1e9a"
+"""Stands for the data root while sdss-access expands its templates (no `$`, no `@`)."""
 
 
 @functools.cache

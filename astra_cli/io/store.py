@@ -110,6 +110,10 @@ class ResultsStore:
                 self._connection.execute("PRAGMA journal_mode = WAL")
                 self._migrate()
             self._connection.execute("PRAGMA synchronous = NORMAL")
+            # A store SQLite can only read (a read-only file) opens without a word, and would
+            # refuse the first chunk's results: find out now, before any work.
+            self._connection.execute("BEGIN IMMEDIATE")
+            self._connection.execute("ROLLBACK")
         except (OSError, sqlite3.Error) as error:
             self._connection.close()
             raise self._unusable(error) from None
