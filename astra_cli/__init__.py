@@ -3,7 +3,7 @@ options so that each model is loaded once per worker.
 
 Public API::
 
-    from astra_cli import Method, Param, Spectrum, Upstream, run
+    from astra_cli import Method, Param, Spectrum, Upstream, results, run
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from astra_cli.methods.base import Method, Param, Upstream
 if TYPE_CHECKING:
     from astra_cli.api import run
     from astra_cli.io.spectra import Spectrum
+    from astra_cli.tables import results
     from astra_cli.version import __version__
 
-__all__ = ["Method", "Param", "Spectrum", "Upstream", "__version__", "run"]
+__all__ = ["Method", "Param", "Spectrum", "Upstream", "__version__", "results", "run"]
 
 
 def __getattr__(name: str) -> Any:
@@ -32,6 +33,10 @@ def __getattr__(name: str) -> Any:
         from astra_cli.api import run
 
         return run
+    if name == "results":
+        from astra_cli.tables import results
+
+        return results
     if name == "Spectrum":
         from astra_cli.io.spectra import Spectrum
 

@@ -164,7 +164,7 @@ class Summary:
     chunks: int = 0
     workers: int = 0
     """Worker processes started (0 when the chunks ran in this process or on a cluster astra
-    did not start): at most one per chunk, whatever --jobs says."""
+    did not start): no more than the chunks (but 2 for a lone chunk), whatever --jobs says."""
     model_loads: int = 0
     wall_seconds: float = 0.0
     interrupted: bool = False

@@ -96,7 +96,7 @@ def test_everything_locked_exits_75_and_names_the_holder(spectra, tmp_path, env)
 def test_some_groups_locked_and_the_rest_done_exits_1(spectra, tmp_path, env):
     """Exit code 0 would tell cron that everything asked for is done."""
     out = tmp_path / "out"
-    holder = start(counting(spectra[:40], out, "--delay", "0.1", "--jobs", "1"), env)
+    holder = start(counting(spectra[:40], out, "--delay", "0.25", "--jobs", "1"), env)
     wait_until(lambda: stored_count(out) > 0)
 
     partly = subprocess.run(

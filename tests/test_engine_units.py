@@ -113,13 +113,26 @@ def test_a_worker_death_in_a_batch_suspects_each_run_of_the_batch_on_its_own(tmp
     assert [[item.key for item in s.observations] for s in suspects] == [[key] for key in KEYS]
 
 
-def test_a_death_while_loading_the_model_fails_every_unfinished_run(tmp_path):
+def test_a_death_while_loading_the_model_runs_the_chunk_again(tmp_path):
+    """The pool's death takes every busy worker: the one loading may not be the culprit."""
     numbering, task = chunk(tmp_path)
     journal = ChunkJournal(task.journal)
     journal.loading()
     journal.close()
 
     (result,), retry, suspects = recover([task], numbering, died="out of memory")
+
+    assert result.outcomes == [] and suspects == []
+    assert [item.key for item in retry[0].observations] == list(KEYS)
+
+
+def test_a_death_while_loading_the_model_alone_fails_every_unfinished_run(tmp_path):
+    numbering, task = chunk(tmp_path)
+    journal = ChunkJournal(task.journal)
+    journal.loading()
+    journal.close()
+
+    (result,), retry, suspects = recover([task], numbering, died="out of memory", alone=True)
 
     assert all("died while loading the model: out of memory" in o.error for o in result.outcomes)
     assert all(o.fault == FAULT_ENVIRONMENT for o in result.outcomes)

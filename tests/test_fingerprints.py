@@ -21,9 +21,11 @@ from typer.testing import CliRunner
 
 from astra_cli.cli.app import app
 from astra_cli.engine.fingerprints import file_digest
+from astra_cli.engine.planner import CurrentState, RunPolicy, classify
 from astra_cli.errors import UsageError
 from astra_cli.io.grids import read_grid, write_grid
 from astra_cli.io.store import _SCHEMA_1, ResultsStore
+from astra_cli.vocabulary import Observation, StoredRun
 
 runner = CliRunner()
 
@@ -228,3 +230,19 @@ def test_train_refuses_to_replace_a_model_without_overwrite(demo_files, tmp_path
     assert result.exit_code == 2
     assert f"--output {existing} exists; add --overwrite to replace it" in result.output
     assert existing.read_bytes() == demo_files.cannon_model.read_bytes()
+
+
+def test_an_input_missing_now_or_known_the_other_way_is_not_taken_for_changed():
+    """An unmounted disk must not turn every good result into a failure; switching
+    --checksum on must not rerun everything."""
+    observation = Observation("path:/data/a.fits", "/data/a.fits")
+    stored = {observation.key: StoredRun("ok", "100:5", "model-1")}
+    policy = RunPolicy()
+
+    def sorted_runs(now: str, model: str = "model-1"):
+        return classify([observation], stored, policy, CurrentState({observation.key: now}, model))
+
+    assert sorted_runs("missing").done == 1
+    assert sorted_runs("sha256:" + "0" * 64).done == 1
+    assert sorted_runs("100:6").stale == 1
+    assert sorted_runs("100:5", model="model-2").stale == 1

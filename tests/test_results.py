@@ -153,3 +153,85 @@ def test_unflagged_on_results_without_flags_is_a_usage_error(store_dir):
     result = export(store_dir, "snr", "--unflagged")
     assert result.exit_code == 2
     assert "--unflagged: the results of snr have no flags column" in result.output
+
+
+# --- formats by name, units, allStar names, the Python API -----------------------------------
+
+READERS = {"fits": "fits", "ecsv": "ascii.ecsv", "csv": "ascii.csv", "tsv": "ascii.tab",
+           "vot": "votable"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def grid_store(demo_files, tmp_path_factory):
+    """`grid` on the demo stars named by identifier, so that the table has APOGEE_ID."""
+    out = tmp_path_factory.mktemp("grid-store")
+    result = runner.invoke(
+        app, ["analyse", "grid", "--from-file", str(demo_files.stars_manifest), "--data-root",
+              str(demo_files.data_root), "--grid", str(demo_files.grid_fits), "-o", str(out),
+              "-j", "1", "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize("ending", list(READERS))
+def test_the_format_follows_the_file_name_and_reads_back_with_astropy(grid_store, tmp_path, ending):
+    target = tmp_path / f"grid.{ending}"
+    result = export(grid_store, "grid", "-o", str(target))
+    assert result.exit_code == 0, result.output
+    table = Table.read(target, format=READERS[ending])
+    assert len(table) == 16
+    teff = "TEFF" if ending == "fits" else "teff"
+    with ResultsStore(grid_store) as store:
+        stored = sorted(record.result["teff"] for record in store.records("grid"))
+    assert sorted(np.asarray(table[teff], dtype=float)) == pytest.approx(stored, rel=1e-9)
+
+
+def test_fits_has_allstar_names_and_units(grid_store, tmp_path):
+    target = tmp_path / "grid.fits"
+    assert export(grid_store, "grid", "-o", str(target)).exit_code == 0
+    table = Table.read(target)
+    assert "APOGEE_ID" in table.colnames and "OBJ" not in table.colnames
+    assert all(name.startswith("2M") for name in table["APOGEE_ID"])
+    assert {"TELESCOPE", "FIELD", "TEFF", "E_TEFF", "LOGG", "M_H", "FLAGS"} <= set(table.colnames)
+    header = fits.getheader(target, "RESULTS")
+    units = {header[f"TTYPE{i}"]: header.get(f"TUNIT{i}") for i in range(1, header["TFIELDS"] + 1)}
+    assert units["TEFF"] == units["E_TEFF"] == "K"
+    assert units["DURATION_S"] == "s"
+    assert units["LOGG"] is None, "FITS has no unit for a logarithm"
+
+
+def test_the_python_api_returns_the_table(grid_store):
+    table = astra_cli.results("grid", grid_store, unflagged=False)
+    assert len(table) == 16 and str(table["teff"].unit) == "K"
+    assert table["teff"].description == "grid label 'teff'"
+    with pytest.raises(astra_cli.errors.UsageError, match="no runs of 'nosuch'"):
+        astra_cli.results("nosuch", grid_store)
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("grid.txt", "the name says no table format astra writes"),
+        (".", "is a directory; --out names the table file (the store is --output-dir)"),
+    ],
+)
+def test_a_table_name_that_says_no_format_or_a_directory_is_refused(
+    grid_store, tmp_path, out, message
+):
+    result = export(grid_store, "grid", "-o", str(tmp_path / out))
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert list(tmp_path.iterdir()) == [] or out == "."
+
+
+def test_parquet_needs_pyarrow_or_round_trips(grid_store, tmp_path):
+    target = tmp_path / "grid.parquet"
+    result = export(grid_store, "grid", "-o", str(target))
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        assert result.exit_code == 2 and "writing Parquet needs pyarrow" in result.output
+        return
+    assert result.exit_code == 0, result.output
+    assert len(Table.read(target)) == 16

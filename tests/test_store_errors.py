@@ -117,14 +117,19 @@ def test_a_file_that_is_not_a_store_is_one_line_and_exit_2(real_apvisits, tmp_pa
     assert "Traceback" not in result.output and "unexpected" not in result.output
 
 
-def test_another_programs_database_is_refused(real_apvisits, tmp_path):
+@pytest.mark.parametrize("table", ["runs", "observations"])
+def test_another_programs_database_is_refused_and_left_as_it_is(real_apvisits, tmp_path, table):
     out = tmp_path / "out"
     out.mkdir()
     with sqlite3.connect(out / "astra.sqlite") as connection:
-        connection.execute("CREATE TABLE runs (id INTEGER)")
-    result = runner.invoke(app, ["results", "snr", "--output-dir", str(out)])
-    assert result.exit_code == ExitCode.USAGE
-    assert "is not an astra results store: it lacks column(s) group_key" in result.output
+        connection.execute(f"CREATE TABLE {table} (id INTEGER)")
+    before = (out / "astra.sqlite").read_bytes()
+    exported = runner.invoke(app, ["results", "snr", "--output-dir", str(out)])
+    analysed = runner.invoke(app, ["analyse", "snr", str(real_apvisits[0]), "-o", str(out)])
+    assert exported.exit_code == analysed.exit_code == ExitCode.USAGE
+    assert "is not an astra results store" in exported.output
+    assert f"it holds the tables {table} of another program" in analysed.output
+    assert (out / "astra.sqlite").read_bytes() == before
 
 
 def test_a_damaged_row_is_reported_and_the_rest_exported(tmp_path):

@@ -101,14 +101,15 @@ def warn_of_oversubscription(backend: Backend) -> None:
     its own copy of what is not memory-mapped): allowed, but said."""
     from astra_cli.engine.backends import default_jobs
 
-    local = backend.name in ("loky", "threading") or (
+    processes = backend.name == "loky" or (
         backend.name == "dask" and not (backend.scheduler or backend.scheduler_file)
     )
     cores = default_jobs()
-    if local and backend.jobs > cores:
+    if (processes or backend.name == "threading") and backend.jobs > cores:
+        memory = ", each with its own memory" if processes else ""
         notice(
             f"--jobs {backend.jobs} is more than the {cores} core(s) of this machine: workers "
-            "will compete for them, each with its own memory",
+            f"will compete for them{memory}",
             label="warning",
         )
 

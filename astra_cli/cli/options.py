@@ -168,7 +168,7 @@ DATA_ROOT = _option(
 )  # fmt: skip
 JOBS = _option(
     "jobs", int | None, None, "--jobs", "-j", metavar="N",
-    help="Worker processes, at most one per chunk; -1 is every core, -2 every core but one. "
+    help="Worker processes (no more than the chunks); -1 is every core, -2 every core but one. "
     "\\[default: every core]",
 )  # fmt: skip
 BACKEND = _option(

@@ -42,6 +42,8 @@ def plan_as_dict(plan: Plan) -> dict[str, Any]:
         "requested": plan.requested,
         "already_done": plan.already_done,
         "skipped_failed": plan.skipped_failed,
+        "stale": plan.stale,
+        "retried": plan.retried,
         "to_run": plan.to_run,
         "chunk_size": plan.chunk_size,
         "groups": [
@@ -56,6 +58,8 @@ def plan_as_dict(plan: Plan) -> dict[str, Any]:
                 "requested": group.requested,
                 "already_done": group.already_done,
                 "skipped_failed": group.skipped_failed,
+                "stale": group.stale,
+                "retried": group.retried,
                 "to_run": len(group.observations),
                 "chunks": sizes.get(group.key, []),
                 "notes": group.notes,

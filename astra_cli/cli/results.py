@@ -1,9 +1,9 @@
-"""`astra results METHOD`: every stored run of a method as one table (FITS, ECSV or CSV)."""
+"""`astra results METHOD`: a method's stored runs as one table, in the format its name says."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -13,9 +13,6 @@ from astra_cli.cli.options import StoreDir, Verbose
 from astra_cli.exit_codes import ExitCode
 from astra_cli.io.export import ExportedStatus, ExportFormat
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR
-
-if TYPE_CHECKING:
-    from astra_cli.vocabulary import RunRecord
 
 
 def _method_names(incomplete: str) -> list[str]:
@@ -40,13 +37,16 @@ def results_command(
             "-o",
             metavar="FILE",
             show_default=False,
-            help="Table file to write, '-' for stdout. Default: OUTPUT_DIR/astra-METHOD.FORMAT.",
+            help="Table file to write: its name says the format (.fits, .ecsv, .csv, .tsv, "
+            ".vot, .parquet); '-' for stdout. Default: OUTPUT_DIR/astra-METHOD.FORMAT.",
         ),
     ] = None,
     file_format: Annotated[
         ExportFormat | None,
         typer.Option(
-            "--format", show_default=False, help="Table format. Default: from --out, else fits."
+            "--format",
+            show_default=False,
+            help="Table format, whatever --out is named. Default: from --out, else fits.",
         ),
     ] = None,
     status: Annotated[
@@ -75,34 +75,27 @@ def results_command(
     output_dir: StoreDir = Path(DEFAULT_OUTPUT_DIR),
     verbose: Verbose = False,
 ) -> None:
-    """Export a method's results as one table (FITS, ECSV or CSV).
+    """Export a method's results as one table (FITS, ECSV, CSV, TSV, VOTable or Parquet).
 
     One row per run: identifiers, input path, group key, significant options, status and every
     result column. FITS tables have upper-case column names like allStar, and a header recording
     the astra version and every group's options.
     """
-    from astra_cli.errors import UsageError, did_you_mean
-    from astra_cli.io.export import default_destination, format_of, results_table, write_table
-    from astra_cli.io.store import ResultsStore
+    from astra_cli.io.export import default_destination, destination_format, write_table
+    from astra_cli.tables import results
 
     with reported_errors(verbose):
-        chosen = file_format or format_of(out) or "fits"
+        chosen = destination_format(out, file_format)
         destination = out or str(default_destination(method, chosen, output_dir))
-        with ResultsStore(output_dir, read_only=True) as store:
-            stored = store.methods()
-            if method not in stored:
-                raise UsageError(
-                    f"no runs of {method!r} in {store.path}{did_you_mean(method, stored)}; "
-                    f"it holds {', '.join(stored) or 'nothing yet'}"
-                )
-            records = list(store.records(method, None if status == "all" else status, group))
-            damaged = store.damaged
-        if unflagged:
-            records = unflagged_only(method, records)
-        descriptions = column_descriptions(method, records)
-        table = results_table(
-            records, method=method, latest_per_observation=latest, descriptions=descriptions
+        table = results(
+            method,
+            output_dir,
+            status=status,
+            group=group,
+            unflagged=unflagged,
+            latest_per_observation=latest,
         )
+        damaged = table.meta.pop("damaged", [])
         write_table(table, destination, chosen)
     if destination != "-":
         stderr_console().print(f"{len(table)} row(s) of {method}: {destination}", markup=False)
@@ -110,38 +103,6 @@ def results_command(
         shown = ", ".join(damaged[:5]) + (", ..." if len(damaged) > 5 else "")
         error(
             f"{len(damaged)} stored run(s) could not be read and are not in the table "
-            f"(damaged store? rerun them with --force): {shown}"
+            f"(a damaged store?): {shown}"
         )
         raise typer.Exit(ExitCode.RUNS_FAILED)
-
-
-def unflagged_only(method: str, records: list[RunRecord]) -> list[RunRecord]:
-    """The runs whose `flags` are 0 (failed runs have none); an error for a method whose
-    results have no flags, where the option would silently do nothing."""
-    from astra_cli.errors import UsageError
-
-    if records and not any("flags" in (record.result or {}) for record in records):
-        raise UsageError(f"--unflagged: the results of {method} have no flags column")
-    return [record for record in records if (record.result or {}).get("flags") == 0]
-
-
-def column_descriptions(method: str, records: list[RunRecord]) -> dict[str, str]:
-    """What the method says about its columns, for every group's options (a grid's label
-    names, say); nothing for a group whose model file is gone or a method not installed."""
-    from astra_cli.errors import AstraError
-    from astra_cli.methods.registry import load_method
-
-    described: dict[str, str] = {}
-    try:
-        method_class = load_method(method)
-    except AstraError:
-        return described
-    groups = {record.group_key: record.options for record in records}
-    for options in groups.values():
-        # A group's stored options may hold more than the method's (the upstream chain).
-        own = {name: value for name, value in options.items() if name in method_class.params}
-        try:
-            described.update(method_class(**own).describe_columns())
-        except (AstraError, OSError, ValueError):
-            continue
-    return described

@@ -25,6 +25,8 @@ from astra_cli.methods.base import Method
 
 MISSING = "missing"
 """The state of a file that is not there."""
+CHECKSUM_PREFIX = "sha256:"
+"""How an input state known by contents (`--checksum`) begins."""
 
 _READ_BLOCK = 1 << 20
 
@@ -71,7 +73,8 @@ class Fingerprints:
     checksum
         Know inputs by their contents rather than size and modification time: slower (every
         input is read), but a file rewritten with the same bytes, or restored from a backup
-        with new times, is not rerun.
+        with new times, is not rerun. Runs stored the other way are not compared (nor rerun)
+        until something else reruns them.
     """
 
     def __init__(self, store: ResultsStore | None = None, *, checksum: bool = False) -> None:
@@ -95,27 +98,32 @@ class Fingerprints:
             return NO_MODEL
         found = self._models.get(paths)
         if found is None:
-            digests = [f"{path}={self._digest(path)}" for path in paths]
-            combined = hashlib.sha256("\n".join(digests).encode()).hexdigest()[:16]
-            found = self._models[paths] = ModelFingerprint(combined, files_state(paths))
+            digests, states = zip(*(self._digest(path) for path in paths), strict=True)
+            named = [f"{path}={digest}" for path, digest in zip(paths, digests, strict=True)]
+            combined = hashlib.sha256("\n".join(named).encode()).hexdigest()[:16]
+            # The workers check the files against the very stat the digest was taken with:
+            # a file replaced since cannot pass for the one that was read.
+            found = self._models[paths] = ModelFingerprint(combined, ",".join(states))
         return found
 
-    def _digest(self, path: str) -> str:
+    def _digest(self, path: str) -> tuple[str, str]:
+        """(SHA-256 of the file, `size-mtime_ns` of the file that was read)."""
         try:
             before = os.stat(path)
         except OSError:  # for `astra status`; analyse refuses a missing model before this
-            return MISSING
+            return MISSING, MISSING
+        state = f"{before.st_size}-{before.st_mtime_ns}"
         if self.store is not None:
             known = self.store.model_digest(path, before.st_size, before.st_mtime_ns)
             if known is not None:
-                return known
+                return known, state
         digest = file_digest(path)
         after = os.stat(path)
         if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             raise UsageError(f"model file {path} changed while astra read it; try again")
         if self.store is not None:
             self.store.remember_model_digest(path, after.st_size, after.st_mtime_ns, digest)
-        return digest
+        return digest, state
 
 
 def _input_state(path: str, checksum: bool) -> str:
@@ -125,7 +133,7 @@ def _input_state(path: str, checksum: bool) -> str:
         return MISSING
     if checksum:
         try:
-            return f"sha256:{file_digest(path)}"
+            return f"{CHECKSUM_PREFIX}{file_digest(path)}"
         except OSError:
             return MISSING
     return f"{status.st_size}:{status.st_mtime_ns}"

@@ -26,7 +26,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from astra_cli.engine.fingerprints import NO_MODEL, Fingerprints, ModelFingerprint
+from astra_cli.engine.fingerprints import (
+    CHECKSUM_PREFIX,
+    MISSING,
+    NO_MODEL,
+    Fingerprints,
+    ModelFingerprint,
+)
 from astra_cli.engine.requests import RequestSet
 from astra_cli.errors import UsageError, spelling
 from astra_cli.methods.base import Method, Upstream
@@ -114,7 +120,17 @@ def classify(
 
 
 def _changed(stored: str | None, now: str | None) -> bool:
-    return stored is not None and now is not None and stored != now
+    """Whether a state differs from the stored one. Nothing is compared where either is not
+    known: a state the store lacks, an input that is missing now (an unmounted disk must
+    not turn good results into failures), or one of the other kind (`--checksum` switched
+    on or off)."""
+    if stored is None or now is None or now == MISSING:
+        return False
+    return _kind(stored) == _kind(now) and stored != now
+
+
+def _kind(state: str) -> str:
+    return "checksum" if state.startswith(CHECKSUM_PREFIX) else "stat"
 
 
 @dataclass(frozen=True)

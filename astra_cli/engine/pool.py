@@ -129,10 +129,11 @@ def recover(
     what finished or failed, tasks to resubmit, suspects to run again one at a time).
 
     Finished runs in a journal are kept. With `died` (the pool broke): observations never
-    started go into new tasks; each observation in hand becomes a task of its own to run alone,
-    or, when the task already ran alone (`alone`), fails as the run's own fault; every
-    unfinished observation fails if the model was loading (no run to blame: the next
-    invocation retries them). Without `died` (interrupted): nothing fails; unfinished runs
+    started go into new tasks (those of a worker that was loading its model too); each
+    observation in hand becomes a task of its own to run alone, or, when the task already ran
+    alone (`alone`), fails as the run's own fault; a task that ran alone and died loading its
+    model fails every unfinished observation, not as their fault (the next invocation
+    retries them). Without `died` (interrupted): nothing fails; unfinished runs
     stay pending for the next invocation.
     """
     results: list[ChunkResult] = []
@@ -149,7 +150,9 @@ def recover(
         if died is not None:
             now = time.time()
             in_hand = set(state.in_progress)
-            if state.loading:
+            if state.loading and not alone:
+                in_hand = set()  # the pool's death may have been another worker's: again
+            elif state.loading:
                 message = f"worker process died while loading the model: {died}"
                 outcomes += [
                     Outcome(item.key, None, message, now, 0.0, FAULT_ENVIRONMENT)

@@ -30,7 +30,14 @@ from astra_cli.errors import AstraError
 from astra_cli.exit_codes import ExitCode
 from astra_cli.io.store import ResultsStore
 from astra_cli.version import __version__
-from astra_cli.vocabulary import FAULT_RUN, Observation, Outcome, RunRecord, Summary
+from astra_cli.vocabulary import (
+    FAULT_ENVIRONMENT,
+    FAULT_RUN,
+    Observation,
+    Outcome,
+    RunRecord,
+    Summary,
+)
 
 
 class Terminated(KeyboardInterrupt):
@@ -182,7 +189,9 @@ def _sigterm_interrupts() -> Iterator[None]:
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise Terminated(signal.Signals(signum).name)
 
-    previous = {number: signal.signal(number, interrupt) for number in STOPPING_SIGNALS}
+    # A signal the caller ignores stays ignored: `nohup astra ...` must survive its logout.
+    handled = [n for n in STOPPING_SIGNALS if signal.getsignal(n) is not signal.SIG_IGN]
+    previous = {number: signal.signal(number, interrupt) for number in handled}
     try:
         yield
     finally:
@@ -261,8 +270,11 @@ class _Committer:
         )
         refused = [o.key for o in observations if isinstance(inputs[o.key], str)]
         if refused:
+            # Not these runs' fault: once the upstream run succeeds they can be done.
             now = time.time()
-            outcomes = [Outcome(key, None, str(inputs[key]), now, 0.0) for key in refused]
+            outcomes = [
+                Outcome(key, None, str(inputs[key]), now, 0.0, FAULT_ENVIRONMENT) for key in refused
+            ]
             self.commit(ChunkResult(f"upstream-{group.key}", group.key, outcomes))
         waiting = sum(1 for o in observations if inputs[o.key] is None)
         if waiting:

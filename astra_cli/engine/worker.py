@@ -142,7 +142,13 @@ def _check_model_files(method: Method, task: ChunkTask) -> None:
     """Refuse to start or to return a chunk when the model files are not what the plan
     fingerprinted (replaced or rewritten since): its results would be stored as another
     model's."""
-    if task.model_files_state and files_state(method.model_files()) != task.model_files_state:
+    if not task.model_files_state:
+        return
+    try:
+        state = files_state(method.model_files())
+    except Exception as error:  # a method's model_files() that fails on a file gone
+        state = f"unknown ({describe_error(error)})"
+    if state != task.model_files_state:
         raise ModelLoadError(
             "the model files changed while this invocation ran (size or modification time: "
             f"{', '.join(map(str, method.model_files()))}); not stored, the next invocation "
@@ -173,7 +179,10 @@ def _model_for(group_key: str, method: Method, journal: ChunkJournal) -> tuple[A
             try:
                 cached = _CachedModel(model=method.load_model())
             except Exception as error:
-                fault = FAULT_ENVIRONMENT if isinstance(error, FileNotFoundError) else FAULT_RUN
+                # A file gone or unreadable, memory short: the machine's trouble, not the
+                # model's; the next invocation tries again.
+                transient = isinstance(error, (OSError, MemoryError))
+                fault = FAULT_ENVIRONMENT if transient else FAULT_RUN
                 cached = _CachedModel(error=f"load_model failed: {describe_error(error)}")
                 cached.fault = fault
             journal.loaded()

@@ -1,5 +1,6 @@
 """Results as one table: every stored run of a method, one row each, written as FITS (an
-allStar-like catalogue with upper-case column names), ECSV or CSV.
+allStar-like catalogue: upper-case column names, APOGEE_ID, units in TUNIT), ECSV, CSV, TSV,
+VOTable or Parquet (with pyarrow), by the file's name or `--format`.
 
 Columns: the identifier keys (in the usual order), the input path and observation key, the
 group key and the significant options (one column each; an option named like a result column
@@ -17,22 +18,44 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from astra_cli.errors import UsageError
+from astra_cli.io.formats import extensions_of
 from astra_cli.io.formats import format_of as format_of_name
 from astra_cli.io.identifiers import IDENTIFIER_KEYS
 from astra_cli.vocabulary import RunRecord
 
-ExportFormat = Literal["fits", "ecsv", "csv"]
+ExportFormat = Literal["fits", "ecsv", "csv", "tsv", "votable", "parquet"]
 FORMATS: tuple[str, ...] = get_args(ExportFormat)
+_ASTROPY_FORMATS = {
+    "ecsv": "ascii.ecsv", "csv": "ascii.csv", "tsv": "ascii.tab", "votable": "votable",
+    "parquet": "parquet",
+}  # fmt: skip
+_FITS_NAMES = {"obj": "APOGEE_ID"}
+"""Columns that allStar names otherwise than upper case alone."""
 ExportedStatus = Literal["ok", "failed", "all"]
 STATUSES: tuple[str, ...] = get_args(ExportedStatus)
 
 
-def format_of(destination: str | None) -> str | None:
-    """The table format a file name says, if it is one astra writes; None for stdout."""
+def destination_format(destination: str | None, requested: str | None) -> str:
+    """The format to write: `requested` (--format), else what the file's name says, else FITS
+    (standard output, or the default file). A directory, or a name that says no format astra
+    writes, is an error rather than a FITS file under a name that claims otherwise."""
+    if destination and destination != "-" and os.path.isdir(destination):
+        raise UsageError(
+            f"--out {destination} is a directory; --out names the table file (the store is "
+            "--output-dir)"
+        )
+    if requested is not None:
+        return requested
     if not destination or destination == "-":
-        return None
+        return "fits"
     found = format_of_name(destination)
-    return found if found in FORMATS else None
+    if found not in FORMATS:
+        endings = ", ".join(extensions_of(FORMATS))
+        raise UsageError(
+            f"--out {destination}: the name says no table format astra writes (it writes "
+            f"{endings}); rename it or give --format"
+        )
+    return found
 
 
 def results_table(
@@ -41,9 +64,10 @@ def results_table(
     method: str,
     latest_per_observation: bool = False,
     descriptions: dict[str, str] | None = None,
+    units: dict[str, str] | None = None,
 ) -> Any:
     """An astropy Table of run records; `descriptions` (column -> text) go beside the result
-    columns (ECSV descriptions, FITS TCOMMn)."""
+    columns (ECSV descriptions, FITS TCOMMn), `units` (column -> astropy unit) into them."""
     from astropy.table import MaskedColumn, Table
 
     from astra_cli.version import __version__  # package metadata: not at start-up
@@ -79,6 +103,9 @@ def results_table(
     for name, text in (descriptions or {}).items():
         if name in table.colnames:
             table[name].description = text
+    for name, unit in {**(units or {}), "duration_s": "s"}.items():
+        if name in table.colnames:
+            table[name].unit = unit
     groups = {row.group_key: row.options for row in rows}
     table.meta.update(
         {
@@ -104,16 +131,27 @@ def write_table(table: Any, destination: str, file_format: str) -> None:
     if file_format == "fits":
         _write_fits(table, destination)
         return
-    astropy_format = "ascii.ecsv" if file_format == "ecsv" else "ascii.csv"
-    if file_format == "csv":
+    if file_format == "parquet":
+        _check_parquet(destination)
+    if file_format in ("csv", "tsv", "votable"):
         table = table.copy(copy_data=False)
-        table.meta.clear()  # CSV has no place for it
+        table.meta.clear()  # no place for nested metadata in these
+    astropy_format = _ASTROPY_FORMATS[file_format]
     if destination == "-":
         import sys
 
         table.write(sys.stdout, format=astropy_format)
         return
     table.write(destination, format=astropy_format, overwrite=True)
+
+
+def _check_parquet(destination: str) -> None:
+    if destination == "-":
+        raise UsageError("--format parquet cannot go to standard output: give --out FILE")
+    import importlib.util
+
+    if importlib.util.find_spec("pyarrow") is None:
+        raise UsageError("writing Parquet needs pyarrow: pip install pyarrow")
 
 
 def _write_fits(table: Any, destination: str) -> None:
@@ -144,9 +182,12 @@ def _write_fits(table: Any, destination: str) -> None:
 
 
 def _upper_case(table: Any) -> Any:
+    """Column names as allStar has them: upper case, `obj` as APOGEE_ID."""
     renamed = table.copy(copy_data=False)
     renamed.meta.clear()  # the header says it, in FITS keywords
-    renamed.rename_columns(renamed.colnames, [name.upper() for name in renamed.colnames])
+    names = [_FITS_NAMES.get(name, name.upper()) for name in renamed.colnames]
+    if len(set(names)) == len(names):
+        renamed.rename_columns(renamed.colnames, names)
     return renamed
 
 

@@ -14,6 +14,7 @@ EXTENSIONS: dict[str, str] = {
     ".csv": "csv", ".tsv": "tsv", ".ecsv": "ecsv",
     ".fits": "fits", ".fit": "fits", ".fts": "fits", ".fits.gz": "fits", ".fit.gz": "fits",
     ".jsonl": "jsonl", ".ndjson": "jsonl",
+    ".vot": "votable", ".votable": "votable", ".parquet": "parquet",
     ".npz": "npz",
     ".pkl": "pickle", ".pickle": "pickle", ".pck": "pickle", ".joblib": "pickle",
 }  # fmt: skip

@@ -80,8 +80,8 @@ class ResultsStore:
 
     Opening creates the directory and the database when they do not exist, in WAL mode so that
     readers never block the writer and a crash leaves the database consistent. With
-    `read_only`, nothing is created or written (not even a lock file): for the commands that
-    only read, which then work on a store in a directory they cannot write.
+    `read_only`, no store, table or lock file is created and nothing is written: for the
+    commands that only read, which then work on a store in a directory they cannot write.
     """
 
     def __init__(self, output_dir: str | os.PathLike[str], *, read_only: bool = False) -> None:
@@ -107,6 +107,7 @@ class ResultsStore:
             # locked" at once, without waiting, when two invocations do it together: one at a
             # time, then.
             with _setup_lock(self.output_dir):
+                self._refuse_foreign()
                 self._connection.execute("PRAGMA journal_mode = WAL")
                 self._migrate()
             self._connection.execute("PRAGMA synchronous = NORMAL")
@@ -122,20 +123,28 @@ class ResultsStore:
             raise
 
     def _open_read_only(self) -> sqlite3.Connection:
-        """A connection that writes nothing. Where the directory is writable, an ordinary
-        one that creates nothing (SQLite then removes its -wal and -shm files on closing);
-        elsewhere read-only, and `immutable` where SQLite cannot otherwise read a WAL
-        database (it may not create its shared-memory file there)."""
+        """A connection that changes nothing of the store. Where the directory is writable,
+        an ordinary one that creates no store (SQLite's own -wal and -shm files come and go
+        with it); elsewhere read-only, and `immutable` when SQLite cannot otherwise read a WAL
+        database there and no write-ahead log is waiting."""
         if not self.path.is_file():
             raise UsageError(f"no results store in {self.output_dir} (give --output-dir)")
         uri = self.path.resolve().as_uri()
         writable = os.access(self.output_dir, os.W_OK) and os.access(self.path, os.W_OK)
-        attempts = ("mode=rw",) if writable else ("mode=ro", "mode=ro&immutable=1")
+        attempts = ["mode=rw"] if writable else ["mode=ro"]
+        wal = self.path.with_name(self.path.name + "-wal")
+        if not writable and not (wal.exists() and wal.stat().st_size):
+            # Nothing waits in a write-ahead log, so the file alone is the store: safe to read
+            # as a snapshot where SQLite may not create its shared-memory file.
+            attempts.append("mode=ro&immutable=1")
         failure: sqlite3.Error | None = None
         for options in attempts:
             connection = sqlite3.connect(
                 f"{uri}?{options}", uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
             )
+            # A damaged cell that is not UTF-8 reads as replacement characters: the row is
+            # then skipped as damaged (`records`), not the whole query failed.
+            connection.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
             try:
                 (version,) = connection.execute("PRAGMA user_version").fetchone()
                 break
@@ -186,6 +195,20 @@ class ResultsStore:
             f"cannot open the results store {self.path}: {error} "
             f"(choose a writable directory with {spelling().argument('output_dir')})"
         )
+
+    def _refuse_foreign(self) -> None:
+        """Refuse another program's SQLite database before changing anything of it (not even
+        its journal mode)."""
+        (version,) = self._connection.execute("PRAGMA user_version").fetchone()
+        if version:
+            return
+        query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        tables = [row[0] for row in self._connection.execute(query)]
+        if tables:
+            raise UsageError(
+                f"{self.path} is not an astra results store: it holds the tables "
+                f"{', '.join(sorted(tables))} of another program"
+            )
 
     def _migrate(self) -> None:
         (version,) = self._connection.execute("PRAGMA user_version").fetchone()

@@ -319,6 +319,11 @@ class Method:
         called when exporting, not in the workers."""
         return {"flags": describe_flags(self.flags)} if self.flags else {}
 
+    def column_units(self) -> dict[str, str]:
+        """Units of result columns (astropy's spelling: `K`, `km/s`), for exported tables.
+        Read headers only, as `describe_columns`."""
+        return {}
+
     def load_model(self) -> Any:
         """Load whatever is expensive (a grid, a trained model). Called once per group per
         worker process; the value is passed to every `analyse` call of that group."""

@@ -14,6 +14,7 @@ from astra_cli.methods.restframe import (
     velocity_option,
     velocity_source,
 )
+from astra_cli.methods.units import label_units
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -45,6 +46,11 @@ class Cannon(Method):
 
     def upstream(self) -> list[Upstream]:
         return velocity_source(self.velocity, self.rv_templates)
+
+    def column_units(self) -> dict[str, str]:
+        from astra_cli.science.cannon import read_cannon
+
+        return label_units(read_cannon(self.model).label_names)
 
     def validate(self) -> None:
         from astra_cli.science.cannon import check_cannon

@@ -23,6 +23,7 @@ from astra_cli.methods.restframe import (
     velocity_option,
     velocity_source,
 )
+from astra_cli.methods.units import label_units
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -115,11 +116,10 @@ class Grid(Method):
 
     def model_files(self) -> list[Path]:
         """The option files, and a FERRE binary grid's data beside its header."""
-        from astra_cli.io.grids import grid_format
         from astra_cli.io.grids.ferre import binary_data_path
 
         files = self.requires()
-        if grid_format(self.grid) == "ferre-binary":
+        if str(self.grid).lower().endswith(".hdr"):  # by name: the file may be gone
             files.append(binary_data_path(self.grid))
         return files
 
@@ -156,6 +156,11 @@ class Grid(Method):
             f"search: a coarse lattice of about {COARSE_NODES} of {nodes} nodes, then "
             f"refinement from the best {starts}"
         ]
+
+    def column_units(self) -> dict[str, str]:
+        from astra_cli.io.grids import grid_header
+
+        return label_units(grid_header(self.grid).columns)
 
     def describe_columns(self) -> dict[str, str]:
         from astra_cli.io.grids import grid_header

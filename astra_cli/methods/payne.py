@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from astra_cli.methods.base import Method, Param
 from astra_cli.methods.continuum_option import continuum_order_option
+from astra_cli.methods.units import label_units
 
 if TYPE_CHECKING:
     from astra_cli.io.spectra import Spectrum
@@ -49,6 +50,11 @@ class Payne(Method):
     def _names(self) -> tuple[str, ...] | None:
         names = tuple(name.strip().lower() for name in self.labels.split(",") if name.strip())
         return names or None
+
+    def column_units(self) -> dict[str, str]:
+        from astra_cli.science.networks import read_network
+
+        return label_units(read_network(self.network, self._names()).label_names)
 
     def validate(self) -> None:
         from astra_cli.science.networks import read_network

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from astra_cli.methods.base import Method, Param
 from astra_cli.methods.continuum_option import continuum_order_option
+from astra_cli.methods.units import label_units
 
 if TYPE_CHECKING:
     from astra_cli.io.spectra import Spectrum
@@ -40,6 +41,9 @@ class RadialVelocity(Method):
         "physical model (El-Badry et al. 2018's Kurucz APOGEE emulator).",
     )
     continuum_order = continuum_order_option(4, "polynomial")
+
+    def column_units(self) -> dict[str, str]:
+        return label_units(["v_rad"])
 
     def validate(self) -> None:
         from astra_cli.science.ccf import check_model

@@ -120,7 +120,10 @@ def _check_finite(array: np.ndarray, what: str, grid: GridData) -> None:
         if finite.all():
             continue
         row, column = np.argwhere(~finite)[0]
-        bad = int(rows.size - np.count_nonzero(np.isfinite(rows)))
+        bad = sum(
+            int(rows[at : at + step].size - np.count_nonzero(np.isfinite(rows[at : at + step])))
+            for at in range(start, len(rows), step)
+        )
         where = f"node {start + row + 1}" if what == "values" else f"row {start + row + 1}"
         at = ""
         if what == "values" and grid.shape:
