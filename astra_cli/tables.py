@@ -46,6 +46,11 @@ def results(
                 f"no runs of {method!r} in {store.path}{did_you_mean(method, stored)}; "
                 f"it holds {', '.join(stored) or 'nothing yet'}"
             )
+        if group is not None and group not in (groups := store.group_keys(method)):
+            raise UsageError(
+                f"{method} has no group {group!r} in {store.path}{did_you_mean(group, groups)}; "
+                f"its groups: {', '.join(groups)} (see astra status)"
+            )
         records = list(store.records(method, None if status == "all" else status, group))
         damaged = list(store.damaged)
     if unflagged:

@@ -139,3 +139,17 @@ def test_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.stdout.strip() == f"astra {__version__}"
+
+
+def test_minus_h_is_help_everywhere():
+    for args in ([], ["analyse", "grid"], ["results"], ["status", "snr"]):
+        short = runner.invoke(app, [*args, "-h"], env={"COLUMNS": "300"})
+        assert short.exit_code == 0, short.output
+        assert " ".join(short.output.replace("│", " ").split()) == help_of(*args)
+
+
+def test_commands_are_listed_in_the_order_of_use():
+    text = runner.invoke(app, ["--help"], env={"COLUMNS": "300"}).output
+    commands = text[text.index("Commands") :]
+    listed = re.findall(r"^│ (\w+) ", commands, flags=re.MULTILINE)
+    assert listed[:5] == ["analyse", "plan", "status", "results", "methods"], listed

@@ -235,3 +235,10 @@ def test_parquet_needs_pyarrow_or_round_trips(grid_store, tmp_path):
         return
     assert result.exit_code == 0, result.output
     assert len(Table.read(target)) == 16
+
+
+def test_a_group_the_store_does_not_hold_is_refused(grid_store, tmp_path):
+    result = export(grid_store, "grid", "--group", "nosuch", "-o", str(tmp_path / "t.fits"))
+    assert result.exit_code == 2
+    assert "grid has no group 'nosuch'" in result.output and "its groups:" in result.output
+    assert not (tmp_path / "t.fits").exists()

@@ -4,6 +4,8 @@ pending, read from the store in one query and never written."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 from typer.testing import CliRunner
 
@@ -84,3 +86,50 @@ def test_status_with_skipped_bad_rows_exits_1(tmp_path):
     assert skipped.exit_code == 1
     assert json.loads(skipped.stdout)["bad_rows"] == 1
     assert f"{manifest}:2:" in skipped.stderr
+
+
+def test_a_model_file_that_is_not_there_is_said(demo_files, tmp_path):
+    missing = tmp_path / "cannon-gone.fits"
+    star = next(demo_files.data_root.rglob("apStar-*.fits"))
+    result = runner.invoke(
+        app, ["status", "cannon", str(star), "--model", str(missing), "-o", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{missing} does not exist; `astra analyse` would refuse it" in result.stderr
+
+
+def test_a_method_without_a_model_reports_no_model_loads(real_apvisits, tmp_path):
+    result = invoke("analyse", "snr", real_apvisits[0], "-o", tmp_path / "out", "-j", "1")
+    assert result.exit_code == 0
+    assert "model load" not in result.stderr
+    assert "snr: 1 requested" in result.stderr
+
+
+def test_status_without_a_request_sums_up_the_store(with_plugin, real_apvisits, tmp_path):
+    out = tmp_path / "out"
+    missing = tmp_path / "apVisit-missing.fits"
+    real_apvisits = [shutil.copy(path, tmp_path) for path in real_apvisits]  # touched below
+    for order in ("5", "10"):
+        invoke("analyse", "counting", *real_apvisits, missing, "--order", order,
+               "--backend", "sequential", "-o", out)  # fmt: skip
+    assert invoke("analyse", "snr", *real_apvisits, "-o", out, "-j", "1").exit_code == 0
+    touched = os.stat(real_apvisits[0])
+    os.utime(real_apvisits[0], ns=(touched.st_atime_ns, touched.st_mtime_ns + 10**9))
+    result = invoke("status", "--output-dir", out, "--json")
+    table = invoke("status", "--output-dir", out)
+
+    assert result.exit_code == 0, result.output
+    groups = {
+        (g["method"], g["options"].get("order")): g for g in json.loads(result.stdout)["groups"]
+    }
+    assert set(groups) == {("counting", 5), ("counting", 10), ("snr", None)}
+    counts = [(g["ok"], g["failed"], g["stale"], g["flagged"]) for g in groups.values()]
+    assert counts == [(2, 1, 1, 0), (2, 1, 1, 0), (2, 0, 1, 0)]
+    assert all(g["last_run"] for g in groups.values())
+    assert "counting: 2 group(s) in" in table.stdout and "order=10" in table.stdout
+
+
+def test_status_without_a_request_needs_a_store(tmp_path):
+    result = invoke("status", "--output-dir", tmp_path / "nowhere")
+    assert result.exit_code == 2
+    assert "no results store in" in result.output

@@ -14,7 +14,7 @@ from astra_cli.cli.helptext import Command, Group, help_of
 from astra_cli.cli.methods import methods_command
 from astra_cli.cli.plan import PlanGroup
 from astra_cli.cli.results import results_command
-from astra_cli.cli.status import StatusGroup
+from astra_cli.cli.status import status_app
 from astra_cli.cli.train import train_app
 
 HELP = (
@@ -33,6 +33,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
     add_completion=False,  # `astra completion SHELL` instead of --install/--show-completion
+    context_settings={"help_option_names": ["--help", "-h"]},  # every command inherits it
 )
 
 
@@ -81,9 +82,10 @@ app.add_typer(
     help="Show the groups and chunks that `astra analyse` would run, without running anything.",
 )
 app.add_typer(
-    typer.Typer(cls=StatusGroup, no_args_is_help=True),
+    status_app,
     name="status",
-    help="Count the requested runs that are done, failed and pending, group by group.",
+    help="Without a method, what the store holds; with one, the requested runs that are done, "
+    "stale, failed and pending, group by group.",
 )
 
 

@@ -39,8 +39,17 @@ class Command(TyperCommand):
         return _plain_help_option(super().get_help_option(ctx))
 
 
+COMMAND_ORDER = ("analyse", "plan", "status", "results", "methods", "train", "grid", "demo")
+"""The commands in --help in the order of use: the main one first; others after these."""
+
+
 class Group(TyperGroup):
-    """A Typer group whose --help shows no value type."""
+    """A Typer group whose --help shows no value type and lists commands in COMMAND_ORDER."""
 
     def get_help_option(self, ctx: Any) -> Any:
         return _plain_help_option(super().get_help_option(ctx))
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        ranked = {name: rank for rank, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda name: (ranked.get(name, len(ranked)), names.index(name)))

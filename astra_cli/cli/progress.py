@@ -17,13 +17,18 @@ LINE_INTERVAL_SECONDS = 10.0
 to flood it with a line per chunk."""
 
 
+def _count(number: int, thing: str) -> str:
+    """`1 run`, `2 runs`."""
+    return f"{number} {thing}{'' if number == 1 else 's'}"
+
+
 def describe_summary(summary: Summary) -> str:
-    loads = f"{summary.model_loads} model load{'s' if summary.model_loads != 1 else ''}"
+    loads = f"; {_count(summary.model_loads, 'model load')}" if summary.model_loads else ""
     stale = f", {summary.stale} stale" if summary.stale else ""
     line = (
         f"{summary.method}: {summary.requested} requested, {summary.already_done} already done"
         f"{stale}, {summary.ran} ran ({summary.ok} ok, {summary.failed} failed) in "
-        f"{summary.groups} group(s) and {summary.chunks} chunk(s); {loads}; "
+        f"{summary.groups} group(s) and {summary.chunks} chunk(s){loads}; "
         f"{summary.wall_seconds:.1f} s"
     )
     if summary.locked:
@@ -74,7 +79,7 @@ def describe_plan(plan: Plan) -> str:
         else ""
     )
     return (
-        f"{plan.method}: {plan.to_run} runs to do in {len(plan.groups)} group(s), "
+        f"{plan.method}: {_count(plan.to_run, 'run')} to do in {len(plan.groups)} group(s), "
         f"{len(plan.chunks)} chunk(s){done}{stale}{retried}{skipped}"
     )
 

@@ -3,18 +3,20 @@ pending, group by group; nothing is run and the store is only read."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from astra_cli.cli.clickparts import ClickCommand
-from astra_cli.cli.console import print_json
+from astra_cli.cli.console import notice, print_json
 from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.inputs import collect_invocation_inputs
 from astra_cli.cli.invocation import Invocation
 from astra_cli.cli.method_commands import MethodGroup, build_method_command
-from astra_cli.cli.options import STATUS_OPTIONS
+from astra_cli.cli.options import STATUS_OPTIONS, Json, StoreDir, Verbose
 from astra_cli.exit_codes import ExitCode
+from astra_cli.io.store import DEFAULT_OUTPUT_DIR
 
 if TYPE_CHECKING:
     from astra_cli.engine.planner import Plan
@@ -43,12 +45,27 @@ def status_action(method_class: type[Method], invocation: Invocation) -> None:
             checksum=invocation.planning.checksum,
         )
         report = status_as_dict(plan, str(output_dir))
+        for group in plan.groups:
+            for missing in missing_files(method_class, group.options):
+                notice(
+                    f"group {group.key}: {missing} does not exist; `astra analyse` would refuse "
+                    "it, and its runs count as pending"
+                )
         if invocation.report.json:
             print_json(report)
         else:
             render_status(report)
     if report["bad_rows"]:
         raise typer.Exit(ExitCode.RUNS_FAILED)
+
+
+def missing_files(method_class: type[Method], options: dict[str, Any]) -> list[str]:
+    """The files the group's options name (its `Path` options) that are not there."""
+    return [
+        str(options[name])
+        for name, param in method_class.params.items()
+        if param.type is Path and options.get(name) is not None and not Path(options[name]).exists()
+    ]
 
 
 def status_as_dict(plan: Plan, output_dir: str) -> dict[str, Any]:
@@ -106,6 +123,60 @@ def render_status(report: dict[str, Any]) -> None:
     Console().print(table)
 
 
+def overview_command(
+    ctx: typer.Context,
+    output_dir: StoreDir = Path(DEFAULT_OUTPUT_DIR),
+    json: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """Without a method: every method and group the store holds, with its options in full and
+    its ok, failed, stale and flagged runs, and when it last ran. Reads the store only.
+
+    With a method: `astra status METHOD ...` counts the runs a request names (see its --help).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from astra_cli.inventory import store_overview
+
+    with reported_errors(verbose, json_document=json):
+        groups = [group.as_dict() for group in store_overview(output_dir)]
+    if json:
+        print_json({"output_dir": str(output_dir), "groups": groups})
+    else:
+        render_overview(groups, str(output_dir))
+
+
+def render_overview(groups: list[dict[str, Any]], output_dir: str) -> None:
+    """One table of counts per method, then each group's options in full (they are what
+    tells two groups apart, and too long for a table's column)."""
+    import datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not groups:
+        console.print(f"{output_dir}: no runs yet", markup=False)
+    for method in dict.fromkeys(group["method"] for group in groups):
+        mine = [group for group in groups if group["method"] == method]
+        table = Table(title=f"{method}: {len(mine)} group(s) in {output_dir}", title_justify="left")
+        table.add_column("group", no_wrap=True)
+        for column in ("ok", "failed", "stale", "flagged"):
+            table.add_column(column, justify="right", no_wrap=True)
+        table.add_column("last run (UTC)", no_wrap=True)
+        for group in mine:
+            stale = "?" if group["stale"] is None else str(group["stale"])
+            last = group["last_run"]
+            moment = datetime.datetime.fromtimestamp(last or 0, datetime.timezone.utc)
+            when = moment.strftime("%Y-%m-%d %H:%M") if last else ""
+            counts = (str(group["ok"]), str(group["failed"]), stale, str(group["flagged"]))
+            table.add_row(group["key"], *counts, when)
+        console.print(table)
+        for group in mine:
+            options = " ".join(f"{k}={v}" for k, v in group["options"].items()) or "(none)"
+            console.print(f"  {group['key']}: {options}", markup=False, highlight=False)
+
+
 class StatusGroup(MethodGroup):
     def build(self, method_class: type[Method]) -> ClickCommand:
         return build_method_command(
@@ -118,3 +189,7 @@ class StatusGroup(MethodGroup):
             ),
             epilog=EXAMPLES,
         )
+
+
+status_app = typer.Typer(cls=StatusGroup, invoke_without_command=True, no_args_is_help=False)
+status_app.callback()(overview_command)

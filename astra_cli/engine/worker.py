@@ -190,7 +190,8 @@ def _model_for(group_key: str, method: Method, journal: ChunkJournal) -> tuple[A
                 _models[key] = cached
                 while len(_models) > MODEL_CACHE_SIZE:
                     _models.popitem(last=False)
-            loaded_now = cached.error is None
+            # A method without a model (the base class's load_model) loads nothing.
+            loaded_now = cached.error is None and type(method).load_model is not Method.load_model
         else:
             loaded_now = False
     if cached.error is not None:

@@ -331,6 +331,23 @@ class ResultsStore:
         (count,) = self._connection.execute(query, parameters).fetchone()
         return count
 
+    def overview_rows(self) -> Iterator[tuple[Any, ...]]:
+        """(method, group_key, options, status, input_path, input_state, model_state, flags,
+        started_at) of every run, by method and group: what `astra status` with no request
+        sums up. A result that is not JSON gives flags None rather than failing the query."""
+        states = "input_state, model_state" if "fault" in self._columns else "NULL, NULL"
+        flags = "CASE WHEN json_valid(result) THEN json_extract(result, '$.flags') END"
+        query = (
+            f"SELECT method, group_key, options, status, input_path, {states}, {flags}, "
+            "started_at FROM runs ORDER BY method, group_key"
+        )
+        yield from self._connection.execute(query)
+
+    def group_keys(self, method: str) -> list[str]:
+        """The groups of a method that have runs in the store."""
+        query = "SELECT DISTINCT group_key FROM runs WHERE method = ? ORDER BY group_key"
+        return [key for (key,) in self._connection.execute(query, (method,))]
+
     def methods(self) -> list[str]:
         """The methods that have runs in the store."""
         query = "SELECT DISTINCT method FROM runs ORDER BY method"
