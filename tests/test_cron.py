@@ -196,3 +196,53 @@ def test_log_file_has_a_line_per_group_and_per_failure(tmp_path, env, spectra):
     assert "exit code 1" in stamped[-1]
     assert "failed" in result.stderr, "--quiet still prints errors"
     assert "exit code 1" in result.stderr, "--quiet says what happened when the code is not 0"
+
+
+def readme_crontab() -> list[str]:
+    """The lines of README's crontab block."""
+    from test_readme import BLOCKS
+
+    (block,) = [block for block in BLOCKS if block.marker == "test: crontab"]
+    return [line for line in block.text.splitlines() if line.strip()]
+
+
+def test_readme_crontab_runs_as_cron_runs_it(demo_files, tmp_path):
+    """Cron's environment: PATH=/usr/bin:/bin, HOME, SHELL, the crontab's own variables, and
+    the job line given to /bin/sh; nothing of the virtualenv that runs these tests."""
+    places = {
+        "/opt/astra/.venv": sys.prefix,
+        "/data/sas": str(demo_files.data_root),
+        "/data/models/grid.fits": str(demo_files.grid_fits),
+        "/data/lists/tonight.csv": str(demo_files.stars_manifest),
+        "/data/astra.log": str(tmp_path / "astra.log"),
+        "/data/astra": str(tmp_path / "astra"),
+    }
+    environment = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh"}
+    job = None
+    for line in readme_crontab():
+        for placeholder, real in places.items():
+            line = line.replace(placeholder, real)
+        if line.startswith("#"):
+            continue
+        name, equals, value = line.partition("=")
+        if equals and " " not in name:
+            environment[name] = value
+        else:
+            job = line.split(None, 5)[5]  # after the five time fields
+    assert job is not None and job.startswith(sys.prefix), "the full path of the venv's astra"
+
+    def night():
+        return subprocess.run(
+            ["env", "-i", *(f"{k}={v}" for k, v in environment.items()), "/bin/sh", "-c", job],
+            capture_output=True, text=True, cwd=tmp_path,
+        )  # fmt: skip
+
+    first = night()
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == first.stderr == "", "--quiet: cron mails nothing when all went well"
+    with ResultsStore(tmp_path / "astra") as store:
+        assert store.count(status="ok") == len(demo_files.stars)
+    second = night()
+    assert second.returncode == 0 and second.stderr == ""
+    log = (tmp_path / "astra.log").read_text()
+    assert log.count("exit code 0") == 2 and "0 ran" in log.splitlines()[-1]

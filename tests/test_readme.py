@@ -7,6 +7,7 @@ Markers, on the line before a fenced block:
     <!-- test: skip: REASON -->    a shell block that is not run (it installs, or writes to $HOME)
     <!-- test: file PATH -->       write the block to PATH before anything is run
     <!-- ci: test command -->      the CI command (.ci/run runs it)
+    <!-- test: crontab -->          crontab lines (tests/test_cron.py runs them as cron does)
 
 The blocks run in order, in one temporary directory that holds what a new user has after the
 first of README's two commands: the demo data set in `astra-demo/` (here the small one the other
@@ -29,7 +30,9 @@ from conftest import ROOT
 README = ROOT / "README.md"
 SHELLS = {"bash", "sh", "shell", "console"}
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
-MARKER = re.compile(r"<!-- (test: run|test: skip: .+|test: file \S+|ci: test command) -->")
+MARKER = re.compile(
+    r"<!-- (test: run|test: skip: .+|test: file \S+|ci: test command|test: crontab) -->"
+)
 
 
 @dataclass(frozen=True)

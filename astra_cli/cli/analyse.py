@@ -63,7 +63,7 @@ def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
         )
         warn_of_oversubscription(backend)
         if running.log_file is not None:
-            check_log_file(running.log_file)
+            check_log_file(running.log_file, invocation.planning.output_dir)
         plan = prepare_invocation(method_class, invocation, jobs=backend.jobs)
         summary = execute_plan(
             plan,
@@ -85,10 +85,13 @@ def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
     raise typer.Exit(summary.exit_code)
 
 
-def check_log_file(path: Path) -> None:
-    """Refuse a --log-file that cannot be appended to before any work, not after it."""
+def check_log_file(path: Path, output_dir: Path) -> None:
+    """Refuse a --log-file that cannot be appended to before any work, not after it. One in
+    the output directory is fine on the first night too: astra creates that directory."""
     from astra_cli.errors import UsageError
 
+    if path.parent.resolve() == output_dir.resolve():
+        output_dir.mkdir(parents=True, exist_ok=True)
     try:
         with open(path, "a", encoding="utf-8"):
             pass
