@@ -49,11 +49,14 @@ def files_state(paths: Iterable[str | os.PathLike[str]]) -> str:
     states = []
     for path in paths:
         try:
-            status = os.stat(path)
-            states.append(f"{status.st_size}-{status.st_mtime_ns}")
+            states.append(_stat_state(os.stat(path)))
         except OSError:
             states.append(MISSING)
     return ",".join(states)
+
+
+def _stat_state(status: os.stat_result) -> str:
+    return f"{status.st_size}-{status.st_mtime_ns}"
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
@@ -112,7 +115,7 @@ class Fingerprints:
             before = os.stat(path)
         except OSError:  # for `astra status`; analyse refuses a missing model before this
             return MISSING, MISSING
-        state = f"{before.st_size}-{before.st_mtime_ns}"
+        state = _stat_state(before)
         if self.store is not None:
             known = self.store.model_digest(path, before.st_size, before.st_mtime_ns)
             if known is not None:

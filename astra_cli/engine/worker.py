@@ -145,14 +145,15 @@ def _check_model_files(method: Method, task: ChunkTask) -> None:
     if not task.model_files_state:
         return
     try:
-        state = files_state(method.model_files())
+        paths = method.model_files()
+        state = files_state(paths)
     except Exception as error:  # a method's model_files() that fails on a file gone
-        state = f"unknown ({describe_error(error)})"
+        paths, state = [], f"unknown ({describe_error(error)})"
     if state != task.model_files_state:
         raise ModelLoadError(
             "the model files changed while this invocation ran (size or modification time: "
-            f"{', '.join(map(str, method.model_files()))}); not stored, the next invocation "
-            "runs it with the new model",
+            f"{', '.join(map(str, paths)) or state}); not stored, the next invocation runs it "
+            "with the new model",
             FAULT_ENVIRONMENT,
         )
 
@@ -186,10 +187,11 @@ def _model_for(group_key: str, method: Method, journal: ChunkJournal) -> tuple[A
                 cached = _CachedModel(error=f"load_model failed: {describe_error(error)}")
                 cached.fault = fault
             journal.loaded()
-            with _models_lock:
-                _models[key] = cached
-                while len(_models) > MODEL_CACHE_SIZE:
-                    _models.popitem(last=False)
+            if cached.fault == FAULT_RUN:  # a passing trouble is not remembered: load again
+                with _models_lock:
+                    _models[key] = cached
+                    while len(_models) > MODEL_CACHE_SIZE:
+                        _models.popitem(last=False)
             # A method without a model (the base class's load_model) loads nothing.
             loaded_now = cached.error is None and type(method).load_model is not Method.load_model
         else:

@@ -164,11 +164,17 @@ class ResultsStore:
         return connection
 
     def _unreadable(self, error: sqlite3.Error | None) -> UsageError:
+        return self._not_a_store(error) or UsageError(
+            f"cannot read the results store {self.path}: {error}"
+        )
+
+    def _not_a_store(self, error: BaseException | None) -> UsageError | None:
+        """The error for a file SQLite cannot read as a database (not a lock or a full disk)."""
         if isinstance(error, sqlite3.DatabaseError) and not isinstance(
             error, sqlite3.OperationalError
         ):
             return UsageError(f"{self.path} is not a readable astra results store: {error}")
-        return UsageError(f"cannot read the results store {self.path}: {error}")
+        return None
 
     def _check_schema(self, connection: sqlite3.Connection) -> None:
         """Refuse a file that is not an astra store (another program's SQLite database, or
@@ -187,10 +193,9 @@ class ResultsStore:
             raise UsageError(f"{self.path} is not an astra results store: it {what}")
 
     def _unusable(self, error: BaseException) -> UsageError:
-        if isinstance(error, sqlite3.DatabaseError) and not isinstance(
-            error, sqlite3.OperationalError
-        ):
-            return UsageError(f"{self.path} is not a readable astra results store: {error}")
+        not_a_store = self._not_a_store(error)
+        if not_a_store is not None:
+            return not_a_store
         return UsageError(
             f"cannot open the results store {self.path}: {error} "
             f"(choose a writable directory with {spelling().argument('output_dir')})"
