@@ -9,6 +9,7 @@ import typer
 from astra_cli.cli.analyse import AnalyseGroup
 from astra_cli.cli.completion import INSTALL, completion_command, enable_shell_completion
 from astra_cli.cli.demo import demo_command
+from astra_cli.cli.forget import forget_command
 from astra_cli.cli.grid import grid_app
 from astra_cli.cli.helptext import Command, Group, help_of
 from astra_cli.cli.methods import methods_command
@@ -64,6 +65,7 @@ def root(
 for name, function, epilog in (
     ("methods", methods_command, None),
     ("results", results_command, None),
+    ("forget", forget_command, None),
     ("demo", demo_command, None),
     ("completion", completion_command, INSTALL),
 ):

@@ -39,7 +39,9 @@ class Command(TyperCommand):
         return _plain_help_option(super().get_help_option(ctx))
 
 
-COMMAND_ORDER = ("analyse", "plan", "status", "results", "methods", "train", "grid", "demo")
+COMMAND_ORDER = (
+    "analyse", "plan", "status", "results", "forget", "methods", "train", "grid", "demo"
+)  # fmt: skip
 """The commands in --help in the order of use: the main one first; others after these."""
 
 

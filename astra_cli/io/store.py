@@ -316,11 +316,15 @@ class ResultsStore:
         return len(rows)
 
     def records(
-        self, method: str | None = None, status: str | None = None, group_key: str | None = None
+        self,
+        method: str | None = None,
+        status: str | None = None,
+        group_key: str | None = None,
+        before: float | None = None,
     ) -> Iterator[RunRecord]:
-        """Stored runs, optionally of one method, status and group, ordered by group and then by
-        start time."""
-        where, parameters = _where(method, status, group_key)
+        """Stored runs, optionally of one method, status and group, and started before a time,
+        ordered by group and then by start time."""
+        where, parameters = _where(method, status, group_key, before)
         query = f"SELECT {','.join(self._columns)} FROM runs{where} ORDER BY group_key, started_at"
         for row in self._connection.execute(query, parameters):
             try:
@@ -335,6 +339,15 @@ class ResultsStore:
         query = f"SELECT COUNT(*) FROM runs{where}"
         (count,) = self._connection.execute(query, parameters).fetchone()
         return count
+
+    def forget(
+        self, method: str, status: str | None, group_key: str | None, before: float | None
+    ) -> int:
+        """Delete the runs of a method that match, in one transaction; how many."""
+        where, parameters = _where(method, status, group_key, before)
+        with self.transaction():
+            deleted = self._connection.execute(f"DELETE FROM runs{where}", parameters)
+        return deleted.rowcount
 
     def overview_rows(self) -> Iterator[tuple[Any, ...]]:
         """(method, group_key, options, status, input_path, input_state, model_state, flags,
@@ -360,9 +373,15 @@ class ResultsStore:
 
 
 def _where(
-    method: str | None, status: str | None, group_key: str | None = None
-) -> tuple[str, list[str]]:
-    clauses = {"method = ?": method, "status = ?": status, "group_key = ?": group_key}
+    method: str | None,
+    status: str | None,
+    group_key: str | None = None,
+    before: float | None = None,
+) -> tuple[str, list[Any]]:
+    clauses = {
+        "method = ?": method, "status = ?": status, "group_key = ?": group_key,
+        "started_at < ?": before,
+    }  # fmt: skip
     used = {clause: value for clause, value in clauses.items() if value is not None}
     return (f" WHERE {' AND '.join(used)}" if used else "", list(used.values()))
 
