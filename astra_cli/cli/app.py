@@ -15,6 +15,7 @@ from astra_cli.cli.helptext import Command, Group, help_of
 from astra_cli.cli.methods import methods_command
 from astra_cli.cli.plan import PlanGroup
 from astra_cli.cli.results import results_command
+from astra_cli.cli.show import show_command
 from astra_cli.cli.status import status_app
 from astra_cli.cli.train import train_app
 
@@ -65,6 +66,7 @@ def root(
 for name, function, epilog in (
     ("methods", methods_command, None),
     ("results", results_command, None),
+    ("show", show_command, None),
     ("forget", forget_command, None),
     ("demo", demo_command, None),
     ("completion", completion_command, INSTALL),

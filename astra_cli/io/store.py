@@ -340,6 +340,26 @@ class ResultsStore:
         (count,) = self._connection.execute(query, parameters).fetchone()
         return count
 
+    def runs_of(self, target: str) -> list[RunRecord]:
+        """Every run of one observation, whatever the method and options: by its key (with
+        or without the inputs a manifest gave it, `|v_rad=...`), its input file, or its
+        object (`obj`, the APOGEE_ID)."""
+        obj = "CASE WHEN json_valid(identifiers) THEN json_extract(identifiers, '$.obj') END"
+        query = (
+            f"SELECT {','.join(self._columns)} FROM runs WHERE observation = ? "
+            f"OR substr(observation, 1, ?) = ? OR input_path = ? OR {obj} = ? "
+            "ORDER BY method, started_at"
+        )
+        prefix = f"{target}|"
+        parameters = (target, len(prefix), prefix, target, target)
+        found = []
+        for row in self._connection.execute(query, parameters):
+            try:
+                found.append(_from_row(dict(zip(self._columns, row, strict=True))))
+            except (ValueError, TypeError):
+                self.damaged.append(f"{row[0]}/{row[1]}")
+        return found
+
     def forget(
         self, method: str, status: str | None, group_key: str | None, before: float | None
     ) -> int:
