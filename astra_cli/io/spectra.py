@@ -147,21 +147,19 @@ def _read_apvisit(hdus: fits.HDUList, path: str) -> Spectrum:
 
 
 def _first_row(data: Any, path: str, index: int) -> np.ndarray:
-    import numpy as np
-
-    if data is None:
-        raise SpectrumReadError(f"cannot read {path}: HDU{index} holds no data")
-    array = np.asarray(data)
-    if array.ndim > 2:
-        raise SpectrumReadError(
-            f"cannot read {path}: HDU{index} has {array.ndim} dimensions {array.shape}; an "
-            "apStar holds one spectrum per row"
-        )
+    """An apStar HDU's combined spectrum: row 0, or the only row."""
+    array = _at_most_2d(data, path, index, "an apStar holds one spectrum per row")
     return array[0] if array.ndim == 2 else array
 
 
 def _chips(data: Any, path: str, index: int) -> np.ndarray:
     """An apVisit HDU's chips (3 x 4096) as one row."""
+    return _at_most_2d(data, path, index, "an apVisit holds one row per chip").ravel()
+
+
+def _at_most_2d(data: Any, path: str, index: int, layout: str) -> np.ndarray:
+    """An HDU's data, refused when absent or of more than 2 dimensions (never flattened
+    into one nonsense spectrum)."""
     import numpy as np
 
     if data is None:
@@ -169,10 +167,9 @@ def _chips(data: Any, path: str, index: int) -> np.ndarray:
     array = np.asarray(data)
     if array.ndim > 2:
         raise SpectrumReadError(
-            f"cannot read {path}: HDU{index} has {array.ndim} dimensions {array.shape}; an "
-            "apVisit holds one row per chip"
+            f"cannot read {path}: HDU{index} has {array.ndim} dimensions {array.shape}; {layout}"
         )
-    return array.ravel()
+    return array
 
 
 def _spectrum(
