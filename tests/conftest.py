@@ -39,6 +39,25 @@ def plugin_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def plugin_env(plugin_dir) -> dict[str, str]:
+    """The environment of a real `astra` process (and its workers) that sees the plugin."""
+    return {**os.environ, "PYTHONPATH": str(plugin_dir)}
+
+
+def stored_count(output_dir: Path) -> int:
+    """Runs in a store, read as `astra status` reads it (0 while it is not created yet), for
+    tests that watch another process fill it."""
+    from astra_cli.errors import UsageError
+    from astra_cli.io.store import ResultsStore
+
+    try:
+        with ResultsStore(output_dir, read_only=True) as store:
+            return store.count()
+    except UsageError:  # not there yet, or its tables not yet created
+        return 0
+
+
+@pytest.fixture
 def with_plugin(plugin_dir, monkeypatch) -> Path:
     """Make the installed plugin visible to this process (and its workers)."""
     monkeypatch.syspath_prepend(str(plugin_dir))

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import astra_subprocess
+from conftest import astra_subprocess, stored_count
 from fits_factory import write_apstars
 
 from astra_cli.io.store import ResultsStore
@@ -49,13 +49,6 @@ def wait_until(predicate, timeout=60.0):
             return
         time.sleep(0.05)
     raise AssertionError("timed out")
-
-
-def stored_count(out) -> int:
-    if not (out / "astra.sqlite").exists():
-        return 0
-    with ResultsStore(out) as store:
-        return store.count()
 
 
 def test_overlapping_invocations_do_every_run_exactly_once(spectra, tmp_path, env):

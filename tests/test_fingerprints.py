@@ -15,6 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import stored_count
 from demo_paths import star_paths
 from fits_factory import write_apstars
 from typer.testing import CliRunner
@@ -22,7 +23,6 @@ from typer.testing import CliRunner
 from astra_cli.cli.app import app
 from astra_cli.engine.fingerprints import file_digest
 from astra_cli.engine.planner import CurrentState, RunPolicy, classify
-from astra_cli.errors import UsageError
 from astra_cli.io.grids import read_grid, write_grid
 from astra_cli.io.store import _SCHEMA_1, ResultsStore
 from astra_cli.vocabulary import Observation, StoredRun
@@ -33,11 +33,6 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def spectra(tmp_path_factory):
     return write_apstars(tmp_path_factory.mktemp("fingerprint-spectra"), 40)
-
-
-@pytest.fixture
-def plugin_env(plugin_dir):
-    return {**os.environ, "PYTHONPATH": str(plugin_dir)}
 
 
 def analyse(paths, out, *options, method="counting"):
@@ -164,7 +159,7 @@ def test_a_model_replaced_mid_run_never_mixes_two_models_in_a_group(plugin_env, 
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=plugin_env
     )
     deadline = time.monotonic() + 60
-    while not _stored(out) and time.monotonic() < deadline:
+    while not stored_count(out) and time.monotonic() < deadline:
         time.sleep(0.05)
     rewrite(model, "v2")
     _, stderr = process.communicate(timeout=120)
@@ -183,14 +178,6 @@ def test_a_model_replaced_mid_run_never_mixes_two_models_in_a_group(plugin_env, 
     summary = json.loads(rerun.stdout)
     assert summary["ran"] == len(spectra), "the old model's results are stale too"
     assert {run.result["model_text"] for run in results(out).values()} == {"v2"}
-
-
-def _stored(out) -> bool:
-    try:
-        with ResultsStore(out, read_only=True) as store:
-            return store.count() > 0
-    except UsageError:  # not there yet, or its tables not yet created
-        return False
 
 
 def test_a_store_of_the_previous_schema_is_migrated_and_its_runs_kept(

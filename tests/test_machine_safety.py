@@ -15,12 +15,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import stored_count
 from fits_factory import write_apstars
 from typer.testing import CliRunner
 
 from astra_cli.cli.app import app
 from astra_cli.exit_codes import ExitCode
-from astra_cli.io.store import ResultsStore
 
 runner = CliRunner()
 
@@ -28,11 +28,6 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def spectra(tmp_path_factory):
     return write_apstars(tmp_path_factory.mktemp("safety-spectra"), 30)
-
-
-@pytest.fixture
-def plugin_env(plugin_dir):
-    return {**os.environ, "PYTHONPATH": str(plugin_dir)}
 
 
 def counting(paths, out, *options):
@@ -92,7 +87,7 @@ def test_an_ignored_sighup_stays_ignored_as_under_nohup(spectra, tmp_path, plugi
         env=plugin_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
     )  # fmt: skip
-    assert wait_for(lambda: _stored(out) > 0, 60)
+    assert wait_for(lambda: stored_count(out) > 0, 60)
     process.send_signal(signal.SIGHUP)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
@@ -105,22 +100,14 @@ def test_sighup_stops_like_sigterm_and_keeps_what_finished(spectra, tmp_path, pl
         counting(spectra, out, "--jobs", "1", "--delay", "0.1"),
         env=plugin_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert wait_for(lambda: _stored(out) > 0, 60)
+    assert wait_for(lambda: stored_count(out) > 0, 60)
     process.send_signal(signal.SIGHUP)
     stdout, stderr = process.communicate(timeout=60)
 
     assert process.returncode == ExitCode.HANGUP, stderr
     summary = json.loads(stdout)
     assert summary["signal"] == "SIGHUP" and summary["pending"] > 0
-    assert _stored(out) == summary["ok"] > 0
-
-
-def _stored(out: Path) -> int:
-    try:
-        with ResultsStore(out, read_only=True) as store:
-            return store.count()
-    except Exception:  # not created yet
-        return 0
+    assert stored_count(out) == summary["ok"] > 0
 
 
 @pytest.mark.parametrize(("chunk_size", "workers"), [(30, 2), (10, 3), (3, 10)])

@@ -37,11 +37,6 @@ def run_counting(paths, tmp_path, *options, env):
     return result, load_lines(log)
 
 
-@pytest.fixture
-def plugin_env(plugin_dir):
-    return {"PYTHONPATH": str(plugin_dir)}
-
-
 def test_one_job_loads_each_groups_model_once(fifty_spectra, tmp_path, plugin_env):
     result, loads = run_counting(
         fifty_spectra, tmp_path, "--jobs", "1", "--order", "5", "--order", "10", env=plugin_env
