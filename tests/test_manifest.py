@@ -379,3 +379,18 @@ def test_gzipped_fits_is_read(tmp_path):
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["requested"] == 1
+
+
+def test_a_list_of_paths_never_asks_sdss_access_for_identifier_keys(real_apvisits, tmp_path):
+    # Looking the keys up builds one sdss-access Path per release, most of a second of every
+    # rerun; a list of paths has no column that needs them.
+    from astra_cli.io.identifiers import _keys_of_products
+
+    manifest = tmp_path / "paths.txt"
+    manifest.write_text("".join(f"{p}\n" for p in real_apvisits))
+    _keys_of_products.cache_clear()
+
+    inputs = api.collect_inputs("snr", from_file=[str(manifest)])
+
+    assert sum(len(named) for named in inputs.manifests.by_options.values()) == len(real_apvisits)
+    assert _keys_of_products.cache_info().misses == 0

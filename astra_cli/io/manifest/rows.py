@@ -9,6 +9,7 @@ other column is named once in a notice and otherwise ignored (in text lines, a b
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -87,9 +88,17 @@ class Interpreter:
         self.resolver = resolver
         self.kind = kind
         self.defaults = dict(defaults)
-        self.identifier_keys = resolver.product_keys(kind)
+        if kind is not None:
+            _ = self.identifier_keys  # a --kind sdss-access does not know is refused at once
         self.requests = ManifestRequests()
         self._coerced: dict[tuple[str, Any], Any] = {}
+
+    @functools.cached_property
+    def identifier_keys(self) -> frozenset[str]:
+        """The product's identifier keys, looked up only when a column or a `key=value`
+        line needs them: that builds one sdss-access Path per release (most of a second), which
+        a manifest of paths never needs."""
+        return self.resolver.product_keys(self.kind)
 
     def read(self, source: str, rows: Table | Records) -> None:
         if isinstance(rows, Table):
