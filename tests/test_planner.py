@@ -8,7 +8,13 @@ import sys
 
 import pytest
 
-from astra_cli.engine.planner import MAX_CHUNK_SIZE, automatic_chunk_size, group_key, make_plan
+from astra_cli.engine.planner import (
+    MAX_CHUNK_SIZE,
+    MIN_TAIL_CHUNK,
+    automatic_chunk_size,
+    group_key,
+    make_plan,
+)
 from astra_cli.engine.requests import RequestSet, sweep
 from astra_cli.errors import UsageError
 from astra_cli.io.identifiers import observation_from_path
@@ -316,6 +322,23 @@ def test_a_chunk_never_mixes_groups(jobs):
     for chunk in plan.chunks:
         group = plan.group(chunk.group_key)
         assert set(keys(chunk.observations)) <= set(keys(group.observations))
+
+
+def test_the_last_chunks_shrink_so_that_the_workers_finish_together():
+    plan = make_plan(MyAnalysisTask, [RequestSet({}, files(2000))], Lookup(), jobs=2)
+
+    lengths = [len(chunk.observations) for chunk in plan.chunks]
+    assert lengths[0] == plan.chunk_size == automatic_chunk_size(2000, 2)
+    assert lengths == sorted(lengths, reverse=True)
+    assert max(lengths[-3:]) <= MIN_TAIL_CHUNK
+
+
+def test_one_job_or_a_given_chunk_size_cuts_equal_chunks():
+    one = make_plan(MyAnalysisTask, [RequestSet({}, files(100))], Lookup(), jobs=1)
+    given = make_plan(MyAnalysisTask, [RequestSet({}, files(100))], Lookup(), jobs=4, chunk_size=30)
+
+    assert [len(chunk.observations) for chunk in one.chunks] == [25] * 4
+    assert [len(chunk.observations) for chunk in given.chunks] == [30, 30, 30, 10]
 
 
 def test_chunk_size_override():

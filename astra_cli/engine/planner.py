@@ -46,6 +46,11 @@ MAX_CHUNK_SIZE = 256
 """Upper bound on the automatic chunk size: it bounds a worker's memory for one chunk and how
 much work a crashed worker can take with it, and keeps progress moving."""
 
+MIN_TAIL_CHUNK = 16
+"""The smallest chunk the automatic sizes shrink to at the end of a plan (see `chunk_sizes`):
+the workers then finish within about this many runs of each other, and a chunk stays big
+enough for a method's batch to vectorise."""
+
 RunLookup = Callable[[Sequence[str]], Mapping[str, Mapping[str, StoredRun]]]
 """group keys -> {group_key: {observation key: what the store holds of the run}}."""
 
@@ -334,7 +339,7 @@ def make_plan(
         method_class.name,
         method_class.version,
         list(groups.values()),
-        make_chunks(groups.values(), size),
+        make_chunks(groups.values(), size, tail_jobs=jobs if chunk_size is None else 1),
         size,
         policy,
         output_dir,
@@ -358,14 +363,41 @@ def _need(upstream: Upstream) -> Need:
     )
 
 
-def make_chunks(groups: Iterable[Group], size: int) -> list[Chunk]:
-    """Each group's runs cut into chunks of `size`, group after group, so that a worker meets
-    one group's chunks together and keeps few models in memory."""
-    return [
-        Chunk(group.key, index, tuple(group.observations[start : start + size]))
-        for group in groups
-        for index, start in enumerate(range(0, len(group.observations), size))
-    ]
+def make_chunks(groups: Iterable[Group], size: int, *, tail_jobs: int = 1) -> list[Chunk]:
+    """Each group's runs cut into chunks of at most `size`, group after group, so that a worker
+    meets one group's chunks together and keeps few models in memory. With `tail_jobs` > 1 the
+    last chunks of the plan get smaller (`chunk_sizes`), so that no worker is left idle while
+    another finishes a full chunk."""
+    groups = list(groups)
+    remaining = sum(len(group.observations) for group in groups)
+    chunks = []
+    for group in groups:
+        runs = len(group.observations)
+        start = 0
+        for index, length in enumerate(chunk_sizes(runs, remaining, size, tail_jobs)):
+            chunks.append(
+                Chunk(group.key, index, tuple(group.observations[start : start + length]))
+            )
+            start += length
+        remaining -= runs
+    return chunks
+
+
+def chunk_sizes(runs: int, remaining: int, size: int, jobs: int) -> list[int]:
+    """The lengths of one group's chunks, when `remaining` runs (this group's included) are
+    still to be cut: `size` each with one worker; with several, guided scheduling: each chunk
+    at most 1 / (2 jobs) of what remains, no smaller than MIN_TAIL_CHUNK, so that the chunks
+    handed out last are small and the workers finish together."""
+    sizes = []
+    while runs > 0:
+        length = size
+        if jobs > 1:
+            length = min(size, max(MIN_TAIL_CHUNK, math.ceil(remaining / (2 * jobs))))
+        length = min(length, runs)
+        sizes.append(length)
+        runs -= length
+        remaining -= length
+    return sizes
 
 
 def automatic_chunk_size(runs: int, jobs: int) -> int:
