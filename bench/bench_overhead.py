@@ -51,13 +51,16 @@ from pathlib import Path  # noqa: E402
 from bench_batching import Dataset, astra_source, cores, order_flags, write_dataset  # noqa: E402
 from installed import astra_executable  # noqa: E402
 
+from astra_cli.engine.planner import MAX_CHUNK_SIZE  # noqa: E402
+
 LUIGI_REQUIREMENT = "luigi>=3,<4"
 TARGET_FLOOR = 1.05
 TARGET_LUIGI = {1: 1.5, 2: 1.05}
 TARGET_NOOP_S = 0.3
 TARGET_HELP_MS = 150.0
-FLOOR_CHUNK = 64
-"""Spectra per `analyse_batch` call in the floor and in luigi's loop."""
+FLOOR_CHUNK = MAX_CHUNK_SIZE
+"""Spectra per `analyse_batch` call in the floor and in luigi's loop: astra's largest
+chunk, where the grid's fit vectorises best."""
 
 LUIGI_TASKS = '''
 """luigi's batch mode on the grid method, as the original Astra ran it (written by
