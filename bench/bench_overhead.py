@@ -1,6 +1,6 @@
 """Engine overhead: astra against luigi's batch mode and against the floor, side by side.
 
-    python bench/bench_overhead.py                 # N = 2,000 (issue 14's figures)
+    python bench/bench_overhead.py                 # N = 2,000
     python bench/bench_overhead.py --n 200         # a quick check that everything runs
     python bench/bench_overhead.py --data /tmp/astra-bench-data --luigi-venv /tmp/luigi-venv
 
@@ -25,7 +25,7 @@ contender pays its interpreter start and imports. Every process runs with one BL
 times (default 3), and the best of each is kept. Then: a no-op rerun of the 1-group request
 (every run done) and `astra --help`, median of --help-runs (default 20).
 
-Prints every figure and the ratios beside issue 14's targets (astra / floor <= 1.05; luigi /
+Prints every figure and the ratios beside their targets (astra / floor <= 1.05; luigi /
 astra >= 1.5 with 1 group, >= 1.05 with 2; no-op rerun <= 0.3 s; --help <= 150 ms); asserts
 nothing about time (a busy machine makes every figure worse).
 """
