@@ -21,7 +21,12 @@ from astra_cli.engine.runner import execute_plan
 from astra_cli.engine.upstream import upstream_plans
 from astra_cli.io.identifiers import IdentifierResolver, identifier_sources, observation_from_path
 from astra_cli.io.manifest import BadRowsError, ManifestRequests, read_manifests
-from astra_cli.io.store import DEFAULT_OUTPUT_DIR, STORE_FILENAME, ResultsStore
+from astra_cli.io.store import (
+    DEFAULT_OUTPUT_DIR,
+    STORE_FILENAME,
+    ResultsStore,
+    refuse_a_file_as_directory,
+)
 from astra_cli.methods.base import Method
 from astra_cli.methods.registry import load_method
 from astra_cli.vocabulary import Observation, Summary
@@ -185,6 +190,7 @@ def status(
     method_class = _method_class(method)
     sets = request_sets(method_class, observations, option_values, manifests)
     bad_rows = len(manifests.problems) if manifests else 0
+    refuse_a_file_as_directory(output_dir)
     if not (Path(output_dir) / STORE_FILENAME).is_file():
         return make_plan(method_class, sets, lambda keys: {}, bad_rows=bad_rows)
     with ResultsStore(output_dir, read_only=True) as store:

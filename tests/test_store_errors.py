@@ -190,3 +190,38 @@ def test_analyse_into_a_read_only_store_is_refused_before_any_work(read_only, re
     assert result.returncode == ExitCode.USAGE, result.stderr
     assert "cannot open the results store" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["analyse", "status", "status-all", "show", "forget"])
+def test_a_file_given_as_the_store_directory_is_one_line_and_exit_2(
+    real_apvisits, tmp_path, command
+):
+    # -o is the store's directory for these commands; a table's name given to it by habit
+    # (`-o grid.fits`) must not be taken for a directory, nor silently ignored.
+    table = tmp_path / "grid.fits"
+    table.write_bytes(b"SIMPLE")
+    visit = str(real_apvisits[0])
+    args = {
+        "analyse": ["analyse", "snr", visit, "-o", str(table)],
+        "status": ["status", "snr", visit, "-o", str(table)],
+        "status-all": ["status", "-o", str(table)],
+        "show": ["show", visit, "-o", str(table)],
+        "forget": ["forget", "snr", "--yes", "-o", str(table)],
+    }[command]
+    result = runner.invoke(app, args)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert f"--output-dir {table} is a file" in result.output
+    assert "Traceback" not in result.output
+    assert table.read_bytes() == b"SIMPLE"
+
+
+def test_a_directory_given_as_the_model_file_of_train_is_refused_before_training(tmp_path):
+    directory = tmp_path / "models"
+    directory.mkdir()
+    manifest = tmp_path / "training.csv"
+    manifest.write_text("path,teff\n/nowhere/apStar-x.fits,5000\n")
+    args = ["train", "cannon", "--from-file", str(manifest), "--labels", "teff"]
+    result = runner.invoke(app, [*args, "-o", str(directory), "--overwrite"])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert f"--output {directory} is a directory; -o names the model file" in result.output
+    assert list(directory.iterdir()) == []

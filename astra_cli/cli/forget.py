@@ -11,7 +11,7 @@ import typer
 
 from astra_cli.cli.console import stderr_console
 from astra_cli.cli.errors import reported_errors
-from astra_cli.cli.options import StoreDir, Verbose
+from astra_cli.cli.options import ReadStoreDir, Verbose
 from astra_cli.io.export import ExportedStatus
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR
 
@@ -45,7 +45,7 @@ def forget_command(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", metavar="", help="Do not ask (for scripts).")
     ] = False,
-    output_dir: StoreDir = Path(DEFAULT_OUTPUT_DIR),
+    output_dir: ReadStoreDir = Path(DEFAULT_OUTPUT_DIR),
     verbose: Verbose = False,
 ) -> None:
     """Forget stored runs of a method, and the spectra files they saved: the next invocation

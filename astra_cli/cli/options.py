@@ -159,6 +159,8 @@ OUTPUT_DIR = _option(
     envvar="ASTRA_OUTPUT_DIR", metavar="DIR",
     help="Directory of the results store (created if missing).",
 )  # fmt: skip
+READ_STORE_DIR = OUTPUT_DIR.but(info={"help": "Directory of the results store."})
+"""-o/--output-dir for commands that only read or prune the store (status, show, forget)."""
 STORE_DIR = OUTPUT_DIR.but(decls=("--output-dir",), info={"help": "Results store."})
 """--output-dir where -o names something else (the table of `astra results`)."""
 DATA_ROOT = _option(
@@ -232,6 +234,7 @@ ANALYSE_OPTIONS = [
 
 # Annotations for commands written as plain functions.
 StoreDir = STORE_DIR.annotation()
+ReadStoreDir = READ_STORE_DIR.annotation()
 DataRoot = DATA_ROOT.annotation()
 ManifestFormat = MANIFEST_FORMAT.annotation()
 Jobs = JOBS.annotation()

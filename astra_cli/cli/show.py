@@ -10,7 +10,7 @@ import typer
 
 from astra_cli.cli.console import print_json
 from astra_cli.cli.errors import reported_errors
-from astra_cli.cli.options import Json, StoreDir, Verbose
+from astra_cli.cli.options import Json, ReadStoreDir, Verbose
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ def show_command(
             metavar="OBSERVATION",
         ),
     ],
-    output_dir: StoreDir = Path(DEFAULT_OUTPUT_DIR),
+    output_dir: ReadStoreDir = Path(DEFAULT_OUTPUT_DIR),
     json: Json = False,
     verbose: Verbose = False,
 ) -> None:

@@ -14,7 +14,7 @@ from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.inputs import collect_invocation_inputs
 from astra_cli.cli.invocation import Invocation
 from astra_cli.cli.method_commands import MethodGroup, build_method_command
-from astra_cli.cli.options import STATUS_OPTIONS, Json, StoreDir, Verbose
+from astra_cli.cli.options import STATUS_OPTIONS, Json, ReadStoreDir, Verbose
 from astra_cli.exit_codes import ExitCode
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR
 
@@ -125,7 +125,7 @@ def render_status(report: dict[str, Any]) -> None:
 
 def overview_command(
     ctx: typer.Context,
-    output_dir: StoreDir = Path(DEFAULT_OUTPUT_DIR),
+    output_dir: ReadStoreDir = Path(DEFAULT_OUTPUT_DIR),
     json: Json = False,
     verbose: Verbose = False,
 ) -> None:

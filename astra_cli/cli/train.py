@@ -61,6 +61,10 @@ def train_cannon_command(
             from astra_cli.errors import UsageError
 
             raise UsageError("--labels: give at least one label column, e.g. teff,logg,m_h")
+        if output.is_dir():
+            from astra_cli.errors import UsageError
+
+            raise UsageError(f"--output {output} is a directory; -o names the model file to write")
         if output.exists() and not overwrite:
             from astra_cli.errors import UsageError
 

@@ -75,6 +75,17 @@ _COLUMNS_1 = _COLUMNS[:13]
 """The columns of a schema-1 store, which a read-only connection cannot migrate."""
 
 
+def refuse_a_file_as_directory(output_dir: str | os.PathLike[str]) -> None:
+    """Refuse a file named where the store's directory is expected (a table's name, by the
+    habit of `-o FILE`), before anything is read or written."""
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        option = spelling().argument("output_dir")
+        raise UsageError(
+            f"{option} {output_dir} is a file; {option} names the directory of the results "
+            "store (a table is written by astra results -o FILE)"
+        )
+
+
 class ResultsStore:
     """The SQLite results store of one output directory.
 
@@ -91,6 +102,7 @@ class ResultsStore:
         self.damaged: list[str] = []
         """Runs `records` skipped because a cell could not be read: `group/observation`."""
         self._columns: tuple[str, ...] = _COLUMNS
+        refuse_a_file_as_directory(self.output_dir)
         if read_only:
             self._connection = self._open_read_only()
             return
