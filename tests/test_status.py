@@ -133,3 +133,12 @@ def test_status_without_a_request_needs_a_store(tmp_path):
     result = invoke("status", "--output-dir", tmp_path / "nowhere")
     assert result.exit_code == 2
     assert "no results store in" in result.output
+
+
+def test_the_store_given_before_the_method_is_refused_not_ignored(real_apvisits, tmp_path):
+    # `astra status -o DIR snr ...` would otherwise count the runs of ./astra-output.
+    result = invoke("status", "-o", tmp_path, "snr", real_apvisits[0])
+
+    assert result.exit_code == 2, result.output
+    assert "--output-dir before the method" in result.output
+    assert not (tmp_path / "astra.sqlite").exists()

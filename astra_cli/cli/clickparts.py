@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typer._click import Context
 from typer._click.core import Command as ClickCommand
+from typer._click.core import ParameterSource
 from typer._click.exceptions import UsageError as ClickUsageError
 from typer.core import CompletionItem, TyperCommand, TyperGroup
 from typer.main import get_command
@@ -17,6 +18,7 @@ __all__ = [
     "ClickUsageError",
     "CompletionItem",
     "Context",
+    "ParameterSource",
     "TyperCommand",
     "TyperGroup",
     "get_command",

@@ -135,6 +135,7 @@ def overview_command(
     With a method: `astra status METHOD ...` counts the runs a request names (see its --help).
     """
     if ctx.invoked_subcommand is not None:
+        _refuse_options_before_the_method(ctx)
         return
     from astra_cli.inventory import store_overview
 
@@ -144,6 +145,25 @@ def overview_command(
         print_json({"output_dir": str(output_dir), "groups": groups})
     else:
         render_overview(groups, str(output_dir))
+
+
+def _refuse_options_before_the_method(ctx: typer.Context) -> None:
+    """`astra status -o DIR grid ...` would count the runs of the default store, not of DIR:
+    the method's command takes its own options, so options given before it are refused."""
+    from astra_cli.cli.clickparts import ClickUsageError, ParameterSource
+
+    given = [
+        parameter.opts[0]
+        for parameter in ctx.command.params
+        if parameter.name
+        and ctx.get_parameter_source(parameter.name) is ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise ClickUsageError(
+            f"{', '.join(given)} before the method: give it after, "
+            f"astra status {ctx.invoked_subcommand} ... {given[0]} ...",
+            ctx,
+        )
 
 
 def render_overview(groups: list[dict[str, Any]], output_dir: str) -> None:
