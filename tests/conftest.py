@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,3 +103,14 @@ def words(request) -> Spelling:
         from astra_cli.errors import spelling
 
         yield spelling()
+
+
+def drawn(path: Path) -> Any:
+    """The image's pixels, after checking that it is a real image with something on it."""
+    from matplotlib.image import imread
+
+    pixels = imread(path)[..., :3]
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 300
+    not_white = (pixels < 0.9).any(axis=-1).mean()
+    assert 0.02 < not_white < 0.9, f"{path} looks blank or filled ({not_white:.3f} inked)"
+    return pixels

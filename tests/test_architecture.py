@@ -24,6 +24,10 @@ FORBIDDEN = {
     "astra_cli.engine": ["astra_cli.cli", "astra_cli.api", "astra_cli.science", "astra_cli.demo"],
     "astra_cli.api": ["astra_cli.cli"],
     "astra_cli.testing": ["astra_cli.cli", "astra_cli.api"],
+    "astra_cli.plots": [
+        "astra_cli.engine", "astra_cli.cli", "astra_cli.api", "astra_cli.methods",
+        "astra_cli.science", "astra_cli.tables", "astra_cli.demo",
+    ],
 }  # fmt: skip
 """Layer -> what it may not import (a prefix, or `*` for the whole package)."""
 

@@ -57,7 +57,7 @@ def test_checked_in_scripts_are_what_the_cli_prints(shell):
 def test_commands_complete():
     assert set(complete_bash("astra ")) == {
         "methods", "results", "demo", "completion", "train", "grid", "analyse", "plan",
-        "status", "forget", "show",
+        "status", "forget", "show", "plot",
     }  # fmt: skip
     assert complete_bash("astra an") == ["analyse"]
     assert complete_bash("astra train ") == ["cannon"]

@@ -152,5 +152,5 @@ def test_commands_are_listed_in_the_order_of_use():
     text = runner.invoke(app, ["--help"], env={"COLUMNS": "300"}).output
     commands = text[text.index("Commands") :]
     listed = re.findall(r"^│ (\w+) ", commands, flags=re.MULTILINE)
-    expected = ["analyse", "plan", "status", "results", "show", "forget", "methods"]
-    assert listed[:7] == expected, listed
+    expected = ["analyse", "plan", "status", "results", "show", "plot", "forget", "methods"]
+    assert listed[:8] == expected, listed

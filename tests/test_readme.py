@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, drawn
 
 README = ROOT / "README.md"
 SHELLS = {"bash", "sh", "shell", "console"}
@@ -122,6 +122,8 @@ def test_readme_commands_run(walk_through):
         )
     assert (home / "grid.fits").is_file() and (home / "rv.csv").is_file()
     assert (home / "my-cannon.fits").is_file()
+    drawn(home / "fit.png")  # the walk-through ends in pictures: real ones, not blank
+    drawn(home / "kiel.png")
     depths = (home / "linedepth.csv").read_text().splitlines()
     assert depths[0].split(",").count("depth") == 1
     assert len(depths) == 1 + 2 * len(walk_through_stars(home))

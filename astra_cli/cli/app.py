@@ -14,6 +14,7 @@ from astra_cli.cli.grid import grid_app
 from astra_cli.cli.helptext import Command, Group, help_of
 from astra_cli.cli.methods import methods_command
 from astra_cli.cli.plan import PlanGroup
+from astra_cli.cli.plot import plot_app
 from astra_cli.cli.results import results_command
 from astra_cli.cli.show import show_command
 from astra_cli.cli.status import status_app
@@ -74,6 +75,7 @@ for name, function, epilog in (
     app.command(name, cls=Command, help=help_of(function), epilog=epilog)(function)
 app.add_typer(train_app, name="train")
 app.add_typer(grid_app, name="grid")
+app.add_typer(plot_app, name="plot")
 app.add_typer(
     typer.Typer(cls=AnalyseGroup, no_args_is_help=True),
     name="analyse",

@@ -40,7 +40,8 @@ class Command(TyperCommand):
 
 
 COMMAND_ORDER = (
-    "analyse", "plan", "status", "results", "show", "forget", "methods", "train", "grid", "demo"
+    "analyse", "plan", "status", "results", "show", "plot", "forget", "methods", "train", "grid",
+    "demo",
 )  # fmt: skip
 """The commands in --help in the order of use: the main one first; others after these."""
 
