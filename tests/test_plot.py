@@ -127,3 +127,19 @@ def test_without_matplotlib_the_message_says_how_to_install_it(store, tmp_path):
     assert finished.returncode == 2
     assert "pip install 'astra-cli[plot]'" in finished.stderr
     assert "Traceback" not in finished.stderr and not (tmp_path / "kiel.png").exists()
+
+
+def test_the_title_gives_the_labels_and_says_when_the_method_flagged_the_fit(demo_files, store):
+    import dataclasses
+
+    from astra_cli.cli.plot import _title
+    from astra_cli.io.store import ResultsStore
+
+    star = demo_files.stars[0]
+    with ResultsStore(store, read_only=True) as opened:
+        (run,) = [run for run in opened.runs_of(star["obj"]) if run.method == "grid"]
+    title = _title(run)
+    assert title.startswith(f"{star['obj']}: grid (group {run.group_key})\n")
+    assert "teff = " in title and "logg = " in title and "FLAGGED" not in title
+    doubted = dataclasses.replace(run, result={**(run.result or {}), "flags": 2})
+    assert "FLAGGED (flags = 2)" in _title(doubted)

@@ -13,7 +13,7 @@ from astra_cli.cli.console import stderr_console
 from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.helptext import Command, Group
 from astra_cli.cli.options import StoreDir, Verbose
-from astra_cli.cli.results import _method_names
+from astra_cli.cli.results import complete_method_name
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR
 
 if TYPE_CHECKING:
@@ -118,7 +118,8 @@ def _the_fitted_run(
 
 
 def _title(run: RunRecord) -> str:
-    """The object, the method and group, and each label with its error."""
+    """The object, the method and group, each label with its error, and the method's flags
+    when it raised any: a fit that looks good must not hide that the method doubted it."""
     result: dict[str, Any] = run.result or {}
     labels = [
         f"{name} = {value:.4g} ± {result[f'e_{name}']:.2g}"
@@ -126,7 +127,8 @@ def _title(run: RunRecord) -> str:
         if isinstance(result.get(f"e_{name}"), float) and isinstance(value, float)
     ]
     who = (run.identifiers or {}).get("obj") or Path(run.input_path or run.observation).name
-    return f"{who}: {run.method} (group {run.group_key})\n" + ", ".join(labels)
+    flagged = f", FLAGGED (flags = {result['flags']})" if result.get("flags") else ""
+    return f"{who}: {run.method} (group {run.group_key}){flagged}\n" + ", ".join(labels)
 
 
 @plot_app.command("results", cls=Command)
@@ -134,7 +136,9 @@ def results_command(
     method: Annotated[
         str,
         typer.Argument(
-            help="The method whose results to draw.", metavar="METHOD", autocompletion=_method_names
+            help="The method whose results to draw.",
+            metavar="METHOD",
+            autocompletion=complete_method_name,
         ),
     ],
     x: Annotated[str, typer.Option("--x", metavar="COLUMN", help="Column across.")] = "teff",

@@ -15,7 +15,8 @@ from astra_cli.io.export import ExportedStatus, ExportFormat
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR
 
 
-def _method_names(incomplete: str) -> list[str]:
+def complete_method_name(incomplete: str) -> list[str]:
+    """Shell completion of a METHOD argument: the installed methods."""
     from astra_cli.methods.registry import method_names
 
     return [name for name in method_names() if name.startswith(incomplete)]
@@ -27,7 +28,7 @@ def results_command(
         typer.Argument(
             help="The method whose results to export.",
             metavar="METHOD",
-            autocompletion=_method_names,
+            autocompletion=complete_method_name,
         ),
     ],
     out: Annotated[
