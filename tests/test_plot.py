@@ -97,7 +97,8 @@ def test_teff_and_logg_decrease_and_flagged_runs_are_marked_apart(store):
     ("args", "named"),
     [
         (["results", "grid", "-o", "kiel.jpeg"], "--out kiel.jpeg"),
-        (["results", "grid", "--x", "nosuch"], "--x nosuch"),
+        (["results", "grid", "--x", "nosuch"], "--x nosuch: no such column"),
+        (["results", "grid", "--color", "telescope"], "--color telescope: is not a column of"),
         (["results", "nosuch"], "nosuch"),
         (["fit", "2M00000000+0000000", "-o", "fit.txt"], "--out fit.txt"),
     ],

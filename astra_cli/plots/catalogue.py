@@ -19,11 +19,11 @@ REVERSED_AXES = frozenset({"teff", "logg"})
 def scatter_figure(table: Any, x: str, y: str, color: str | None, title: str) -> Figure:
     import numpy as np
 
+    numeric = _numeric(table)
     for option, name in (("--x", x), ("--y", y), ("--color", color)):
-        if name is not None and name not in table.colnames:
-            raise UsageError(
-                f"{option} {name}: no such column; the results have {', '.join(_numeric(table))}"
-            )
+        if name is not None and name not in numeric:
+            what = "is not a column of numbers" if name in table.colnames else "no such column"
+            raise UsageError(f"{option} {name}: {what}; the results have {', '.join(numeric)}")
     figure = new_figure(6.0, 5.0)
     axis = figure.subplots()
     flagged = (
@@ -32,10 +32,11 @@ def scatter_figure(table: Any, x: str, y: str, color: str | None, title: str) ->
         else np.zeros(len(table), dtype=bool)
     )
     good = ~flagged
-    values = np.asarray(table[color], dtype=float) if color else None
+    across, up = _numbers(table, x), _numbers(table, y)
+    values = _numbers(table, color) if color else None
     points = axis.scatter(
-        np.asarray(table[x], dtype=float)[good],
-        np.asarray(table[y], dtype=float)[good],
+        across[good],
+        up[good],
         s=12,
         **({"c": values[good], "cmap": "viridis"} if values is not None else {"c": "tab:blue"}),
         label=f"{int(good.sum())} unflagged",
@@ -44,8 +45,8 @@ def scatter_figure(table: Any, x: str, y: str, color: str | None, title: str) ->
         figure.colorbar(points, ax=axis, label=_label(table, color))
     if flagged.any():
         axis.scatter(
-            np.asarray(table[x], dtype=float)[flagged],
-            np.asarray(table[y], dtype=float)[flagged],
+            across[flagged],
+            up[flagged],
             marker="x",
             s=20,
             color="tab:red",
@@ -65,6 +66,13 @@ def scatter_figure(table: Any, x: str, y: str, color: str | None, title: str) ->
 def _label(table: Any, name: str) -> str:
     unit = table[name].unit
     return f"{name} [{unit}]" if unit is not None and str(unit) else name
+
+
+def _numbers(table: Any, name: str) -> Any:
+    """A column as floats, a masked (missing) value as NaN, which matplotlib leaves out."""
+    import numpy as np
+
+    return np.ma.filled(np.ma.asarray(table[name], dtype=float), np.nan)
 
 
 def _numeric(table: Any) -> list[str]:
