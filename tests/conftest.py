@@ -92,6 +92,23 @@ def demo_files(tmp_path_factory):
     return write_demo(tmp_path_factory.mktemp("demo"), DemoConfig(n_stars=16, n_train=200))
 
 
+@pytest.fixture(scope="session")
+def fitted_store(demo_files, tmp_path_factory) -> Path:
+    """A store of the demo stars, named by identifier: grid (rv first, spectra saved) and snr
+    (which saves none). Only read by the tests that use it."""
+    from typer.testing import CliRunner
+
+    from astra_cli.cli.app import app
+
+    out = tmp_path_factory.mktemp("fitted")
+    common = ["--from-file", str(demo_files.stars_manifest), "--data-root",
+              str(demo_files.data_root), "-o", str(out), "-j", "1", "--quiet"]  # fmt: skip
+    grid = ["analyse", "grid", "--grid", str(demo_files.grid_fits), "--save-spectra", *common]
+    assert CliRunner().invoke(app, grid).exit_code == 0
+    assert CliRunner().invoke(app, ["analyse", "snr", *common]).exit_code == 0
+    return out
+
+
 @pytest.fixture(params=["python", "command line"])
 def words(request) -> Spelling:
     """Run the test in the words of each kind of caller, the Python API's and the command

@@ -17,25 +17,13 @@ pytest.importorskip("matplotlib")
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def store(demo_files, tmp_path_factory):
-    """grid with saved spectra, and snr (which saves none), on the demo stars."""
-    out = tmp_path_factory.mktemp("plot")
-    common = ["--from-file", str(demo_files.stars_manifest), "--data-root",
-              str(demo_files.data_root), "-o", str(out), "-j", "1", "--quiet"]  # fmt: skip
-    grid = ["analyse", "grid", "--grid", str(demo_files.grid_fits), "--save-spectra", *common]
-    assert runner.invoke(app, grid).exit_code == 0
-    assert runner.invoke(app, ["analyse", "snr", *common]).exit_code == 0
-    return out
+def plot(fitted_store, *args):
+    return runner.invoke(app, ["plot", *args, "--output-dir", str(fitted_store)])
 
 
-def plot(store, *args):
-    return runner.invoke(app, ["plot", *args, "--output-dir", str(store)])
-
-
-def test_a_fit_is_drawn_from_its_saved_spectrum(demo_files, store, tmp_path):
+def test_a_fit_is_drawn_from_its_saved_spectrum(demo_files, fitted_store, tmp_path):
     image = tmp_path / "fit.png"
-    result = plot(store, "fit", demo_files.stars[0]["obj"], "-o", str(image))
+    result = plot(fitted_store, "fit", demo_files.stars[0]["obj"], "-o", str(image))
     assert result.exit_code == 0, result.output
     pixels = drawn(image)
     assert pixels.shape[1] > 2 * pixels.shape[0]  # three chips side by side
@@ -43,45 +31,45 @@ def test_a_fit_is_drawn_from_its_saved_spectrum(demo_files, store, tmp_path):
     assert red.sum() > 500  # the model is drawn over the spectrum
 
 
-def test_by_default_the_fit_goes_under_the_output_directory(demo_files, store):
-    result = plot(store, "fit", demo_files.stars[1]["obj"])
+def test_by_default_the_fit_goes_under_the_output_directory(demo_files, fitted_store):
+    result = plot(fitted_store, "fit", demo_files.stars[1]["obj"])
     assert result.exit_code == 0, result.output
-    (written,) = (store / "plots").glob("fit-grid-*.png")
+    (written,) = (fitted_store / "plots").glob("fit-grid-*.png")
     drawn(written)
     assert str(written) in result.stderr.replace("\n", "")
 
 
-def test_chips_are_the_pixel_ranges_between_gaps(demo_files, store):
+def test_chips_are_the_pixel_ranges_between_gaps(demo_files, fitted_store):
     from astra_cli.io.fitfiles import read_fitted_spectrum
     from astra_cli.plots.fit import chips
 
-    (saved, *_) = (store / "spectra" / "grid").rglob("*.fits")
+    (saved, *_) = (fitted_store / "spectra" / "grid").rglob("*.fits")
     spectrum = read_fitted_spectrum(saved)
     panels = chips(spectrum.wavelength)
     assert len(panels) == 3
     assert sum(panel.stop - panel.start for panel in panels) == len(spectrum.wavelength)
 
 
-def test_a_run_without_a_saved_spectrum_says_how_to_get_one(demo_files, store, tmp_path):
-    result = plot(store, "fit", demo_files.stars[0]["obj"], "--method", "snr")
+def test_a_run_without_a_saved_spectrum_says_how_to_get_one(demo_files, fitted_store, tmp_path):
+    result = plot(fitted_store, "fit", demo_files.stars[0]["obj"], "--method", "snr")
     assert result.exit_code == 2
     assert "--save-spectra" in result.output and "Traceback" not in result.output
-    assert plot(store, "fit", "2M99999999+9999999").exit_code == 2
+    assert plot(fitted_store, "fit", "2M99999999+9999999").exit_code == 2
 
 
-def test_a_kiel_diagram_in_each_format_its_name_says(store, tmp_path):
+def test_a_kiel_diagram_in_each_format_its_name_says(fitted_store, tmp_path):
     for name, magic in (("kiel.png", b"\x89PNG"), ("kiel.pdf", b"%PDF"), ("kiel.svg", b"<?xml")):
-        result = plot(store, "results", "grid", "-o", str(tmp_path / name))
+        result = plot(fitted_store, "results", "grid", "-o", str(tmp_path / name))
         assert result.exit_code == 0, result.output
         assert (tmp_path / name).read_bytes().startswith(magic)
     drawn(tmp_path / "kiel.png")
 
 
-def test_teff_and_logg_decrease_and_flagged_runs_are_marked_apart(store):
+def test_teff_and_logg_decrease_and_flagged_runs_are_marked_apart(fitted_store):
     from astra_cli.plots.catalogue import scatter_figure
     from astra_cli.tables import results
 
-    table = results("grid", store)
+    table = results("grid", fitted_store)
     table["flags"][:3] = 1
     figure = scatter_figure(table, "teff", "logg", "m_h", "grid")
     (axis, _colorbar) = figure.axes
@@ -103,41 +91,43 @@ def test_teff_and_logg_decrease_and_flagged_runs_are_marked_apart(store):
         (["fit", "2M00000000+0000000", "-o", "fit.txt"], "--out fit.txt"),
     ],
 )
-def test_bad_names_are_one_line_errors(store, args, named):
-    result = plot(store, *args)
+def test_bad_names_are_one_line_errors(fitted_store, args, named):
+    result = plot(fitted_store, *args)
     assert result.exit_code == 2
     assert named in result.output and "Traceback" not in result.output
 
 
-def test_a_directory_given_as_the_image_is_refused(store, tmp_path):
+def test_a_directory_given_as_the_image_is_refused(fitted_store, tmp_path):
     folder = tmp_path / "images.png"
     folder.mkdir()
-    result = plot(store, "results", "grid", "-o", str(folder))
+    result = plot(fitted_store, "results", "grid", "-o", str(folder))
     assert result.exit_code == 2 and "is a directory" in result.output
 
 
-def test_without_matplotlib_the_message_says_how_to_install_it(store, tmp_path):
+def test_without_matplotlib_the_message_says_how_to_install_it(fitted_store, tmp_path):
     """A real process in which `import matplotlib` fails, as it does without the extra."""
     hidden = tmp_path / "no-matplotlib" / "matplotlib"
     hidden.mkdir(parents=True)
     (hidden / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
     env = {**os.environ, "PYTHONPATH": str(hidden.parent)}
     command = [sys.executable, "-m", "astra_cli", "plot", "results", "grid",
-               "--output-dir", str(store), "-o", str(tmp_path / "kiel.png")]  # fmt: skip
+               "--output-dir", str(fitted_store), "-o", str(tmp_path / "kiel.png")]  # fmt: skip
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert finished.returncode == 2
     assert "pip install 'astra-cli[plot]'" in finished.stderr
     assert "Traceback" not in finished.stderr and not (tmp_path / "kiel.png").exists()
 
 
-def test_the_title_gives_the_labels_and_says_when_the_method_flagged_the_fit(demo_files, store):
+def test_the_title_gives_the_labels_and_says_when_the_method_flagged_the_fit(
+    demo_files, fitted_store
+):
     import dataclasses
 
     from astra_cli.cli.plot import _title
     from astra_cli.io.store import ResultsStore
 
     star = demo_files.stars[0]
-    with ResultsStore(store, read_only=True) as opened:
+    with ResultsStore(fitted_store, read_only=True) as opened:
         (run,) = [run for run in opened.runs_of(star["obj"]) if run.method == "grid"]
     title = _title(run)
     assert title.startswith(f"{star['obj']}: grid (group {run.group_key})\n")

@@ -13,26 +13,13 @@ from astra_cli.cli.app import app
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def store(demo_files, tmp_path_factory):
-    """grid (with rv first, and saved spectra) and snr on the demo stars named by
-    identifier."""
-    out = tmp_path_factory.mktemp("show")
-    common = ["--from-file", str(demo_files.stars_manifest), "--data-root",
-              str(demo_files.data_root), "-o", str(out), "-j", "1", "--quiet"]  # fmt: skip
-    grid = ["analyse", "grid", "--grid", str(demo_files.grid_fits), "--save-spectra", *common]
-    assert runner.invoke(app, grid).exit_code == 0
-    assert runner.invoke(app, ["analyse", "snr", *common]).exit_code == 0
-    return out
+def show(fitted_store, *args):
+    return runner.invoke(app, ["show", *args, "--output-dir", str(fitted_store)])
 
 
-def show(store, *args):
-    return runner.invoke(app, ["show", *args, "--output-dir", str(store)])
-
-
-def test_every_run_of_an_observation_in_full(demo_files, store):
+def test_every_run_of_an_observation_in_full(demo_files, fitted_store):
     star = demo_files.stars[0]
-    result = show(store, star["obj"], "--json")
+    result = show(fitted_store, star["obj"], "--json")
     assert result.exit_code == 0, result.output
     runs = {run["method"]: run for run in json.loads(result.stdout)}
     assert set(runs) == {"grid", "snr"}
@@ -42,20 +29,20 @@ def test_every_run_of_an_observation_in_full(demo_files, store):
     assert grid["options"]["grid"] == str(demo_files.grid_fits)
     assert grid["input_state"] and grid["model_state"]
     assert Path(grid["saved_spectrum"]).is_file()
-    by_file = json.loads(show(store, grid["input_path"], "--json").stdout)
+    by_file = json.loads(show(fitted_store, grid["input_path"], "--json").stdout)
     assert {run["method"] for run in by_file} == {"grid", "snr"}
-    by_key = json.loads(show(store, grid["observation"], "--json").stdout)
+    by_key = json.loads(show(fitted_store, grid["observation"], "--json").stdout)
     assert len(by_key) == 2
 
 
-def test_the_terminal_form_says_what_a_run_was_computed_from(demo_files, store):
-    result = show(store, demo_files.stars[0]["obj"])
+def test_the_terminal_form_says_what_a_run_was_computed_from(demo_files, fitted_store):
+    result = show(fitted_store, demo_files.stars[0]["obj"])
     assert result.exit_code == 0
     assert "grid (group " in result.stdout and "): ok" in result.stdout
     assert "computed from: input " in result.stdout and "saved spectrum: " in result.stdout
 
 
-def test_an_observation_the_store_lacks_is_an_error(store):
-    result = show(store, "2M99999999+9999999")
+def test_an_observation_the_store_lacks_is_an_error(fitted_store):
+    result = show(fitted_store, "2M99999999+9999999")
     assert result.exit_code == 2
     assert "no runs of '2M99999999+9999999'" in result.output
