@@ -29,7 +29,7 @@ from astra_cli.io.store import (
 )
 from astra_cli.methods.base import Method
 from astra_cli.methods.registry import load_method
-from astra_cli.vocabulary import Observation, Summary
+from astra_cli.vocabulary import Observation, Summary, numbered
 
 __all__ = ["collect_inputs", "collect_observations", "execute_plan", "prepare", "run", "status"]
 
@@ -64,7 +64,7 @@ def collect_observations(
     sources += [(f"identifier {i}", dict(ident)) for i, ident in enumerate(identifiers, 1)]
     resolver = resolver or IdentifierResolver(data_root)
     observations += [resolver.resolve(ident, source, kind=kind) for source, ident in sources]
-    return observations
+    return numbered(observations)
 
 
 def collect_inputs(
@@ -110,6 +110,7 @@ def collect_inputs(
         hdu=hdu,
         stdin=stdin,
         inputs=method_class.inputs,
+        first_position=len(observations),
     )
     if manifests.problems and not skip_bad_rows:
         raise BadRowsError(manifests.problems)
@@ -256,7 +257,9 @@ def run(
             identifiers.append(item)
         else:
             paths.append(item)
-    found = given + collect_observations(paths, identifiers=identifiers, data_root=data_root)
+    found = numbered(
+        given + collect_observations(paths, identifiers=identifiers, data_root=data_root)
+    )
     option_values = {
         name: list(value) if isinstance(value, (list, tuple)) else [value]
         for name, value in options.items()

@@ -31,18 +31,28 @@ class Observation:
         The identifier's keys and values (empty for a path).
     inputs
         Values the observation brings to its method beside the file (a manifest's `v_rad`).
+    position
+        Where the request named it: the command line's observations first, then every
+        manifest row in order (see `numbered`). Not part of its identity; it orders the
+        results table as the request was written (None where nobody numbered it).
     """
 
     key: str
     path: str
     identifiers: tuple[tuple[str, str], ...] = ()
     inputs: tuple[tuple[str, Any], ...] = ()
+    position: int | None = field(default=None, compare=False)
 
     def with_inputs(self, inputs: tuple[tuple[str, Any], ...]) -> Observation:
         """The same observation bringing these inputs (they become part of its key)."""
         if not inputs:
             return self
-        return Observation(self.key + _suffix(inputs), self.path, self.identifiers, inputs)
+        key = self.key + _suffix(inputs)
+        return Observation(key, self.path, self.identifiers, inputs, self.position)
+
+    def at(self, position: int) -> Observation:
+        """The same observation, named at this position of its request."""
+        return Observation(self.key, self.path, self.identifiers, self.inputs, position)
 
     @property
     def observed_frame(self) -> bool:
@@ -57,6 +67,11 @@ class Observation:
     def bare_key(self) -> str:
         """The key without its inputs: the observation as other methods know it."""
         return self.key[: len(self.key) - len(_suffix(self.inputs))]
+
+
+def numbered(observations: list[Observation], first: int = 0) -> list[Observation]:
+    """The observations at positions first, first + 1, ... of their request."""
+    return [observation.at(first + index) for index, observation in enumerate(observations)]
 
 
 def _suffix(inputs: tuple[tuple[str, Any], ...]) -> str:
@@ -120,6 +135,11 @@ class RunRecord:
     """A digest of the group's model files' contents (see `engine.fingerprints`)."""
     fault: str | None = None
     """For a failed run, FAULT_RUN or FAULT_ENVIRONMENT."""
+    requested_at: float | None = None
+    """When the invocation that ran it planned its request: with `request_position`, what
+    orders a results table (invocation by invocation, each as its request was written)."""
+    request_position: int | None = None
+    """The observation's position in that request (`Observation.position`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from astra_cli.cli.app import app
 from astra_cli.engine.fingerprints import file_digest
 from astra_cli.engine.planner import CurrentState, RunPolicy, classify
 from astra_cli.io.grids import read_grid, write_grid
-from astra_cli.io.store import _SCHEMA_1, ResultsStore
+from astra_cli.io.store import _SCHEMA_1, SCHEMA_VERSION, ResultsStore
 from astra_cli.vocabulary import Observation, StoredRun
 
 runner = CliRunner()
@@ -203,7 +203,7 @@ def test_a_store_of_the_previous_schema_is_migrated_and_its_runs_kept(
     assert exported.exit_code == 0 and exported.stdout.count("\n") == 3, exported.output
     assert analyse(spectra[:2], out)["already_done"] == 2, "runs of older astra are kept"
     with sqlite3.connect(out / "astra.sqlite") as connection:
-        assert connection.execute("PRAGMA user_version").fetchone() == (2,)
+        assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
 
 def test_train_refuses_to_replace_a_model_without_overwrite(demo_files, tmp_path):

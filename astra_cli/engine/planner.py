@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -223,6 +224,9 @@ class Plan:
     """Manifest rows left out as bad (--skip-bad-rows): the invocation cannot exit 0."""
     upstream: list[Plan] = field(default_factory=list)
     """Plans of the methods whose results this one needs, run first (see `engine.upstream`)."""
+    requested_at: float = field(default_factory=time.time)
+    """When the request was planned: its runs are stored with it, so that a results table
+    lists invocation after invocation, each in the order its request named the runs."""
 
     @property
     def requested(self) -> int:

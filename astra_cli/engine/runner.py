@@ -221,6 +221,7 @@ class _Committer:
         self.store = store
         self.summary = summary
         self.method_version = plan.method_version
+        self.requested_at = plan.requested_at
         self.groups = {group.key: group for group in plan.groups}
         self._observations: dict[str, dict[str, Observation]] = {}
         self._counts: dict[str, list[int]] = {}
@@ -313,4 +314,6 @@ class _Committer:
             input_state=group.input_states.get(observation.key),
             model_state=group.model.digest if group.fingerprinted else None,
             fault=None if outcome.ok else (outcome.fault or FAULT_RUN),
+            requested_at=self.requested_at,
+            request_position=observation.position,
         )

@@ -62,7 +62,9 @@ def upstream_plans(
 
 def bare_observation(observation: Observation) -> Observation:
     """The observation as other methods know it: without the inputs it brings."""
-    return Observation(observation.bare_key, observation.path, observation.identifiers)
+    return Observation(
+        observation.bare_key, observation.path, observation.identifiers, (), observation.position
+    )
 
 
 def inputs_for(

@@ -23,7 +23,7 @@ from astra_cli.vocabulary import RunRecord, StoredRun
 DEFAULT_OUTPUT_DIR = "astra-output"
 STORE_FILENAME = "astra.sqlite"
 SETUP_LOCK_FILENAME = ".store.lock"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 60_000
 
 _SCHEMA_1 = (
@@ -63,16 +63,22 @@ CREATE TABLE IF NOT EXISTS model_digests (
 """,
 )
 
-_MIGRATIONS = {1: _SCHEMA_1, 2: _SCHEMA_2}
+_SCHEMA_3 = (
+    # Where each run stood in the request that ran it, to export results in that order.
+    "ALTER TABLE runs ADD COLUMN requested_at REAL",
+    "ALTER TABLE runs ADD COLUMN request_position INTEGER",
+)
+
+_MIGRATIONS = {1: _SCHEMA_1, 2: _SCHEMA_2, 3: _SCHEMA_3}
 """The statements that bring a store of schema N - 1 to schema N."""
 
 _COLUMNS = (
     "group_key", "observation", "method", "method_version", "options", "identifiers",
     "input_path", "status", "result", "error", "started_at", "duration_s", "astra_version",
-    "input_state", "model_state", "fault",
+    "input_state", "model_state", "fault", "requested_at", "request_position",
 )  # fmt: skip
-_COLUMNS_1 = _COLUMNS[:13]
-"""The columns of a schema-1 store, which a read-only connection cannot migrate."""
+_COLUMNS_OF_SCHEMA = {1: _COLUMNS[:13], 2: _COLUMNS[:16], 3: _COLUMNS}
+"""The columns of each schema: a read-only connection reads an older store as it is."""
 
 
 def refuse_a_file_as_directory(output_dir: str | os.PathLike[str]) -> None:
@@ -170,8 +176,7 @@ class ResultsStore:
             raise UsageError(
                 f"{self.path} was written by a newer astra (schema {version}); upgrade astra"
             )
-        if version < 2:
-            self._columns = _COLUMNS_1
+        self._columns = _COLUMNS_OF_SCHEMA.get(version, _COLUMNS)
         self._check_schema(connection)
         return connection
 
@@ -335,9 +340,13 @@ class ResultsStore:
         before: float | None = None,
     ) -> Iterator[RunRecord]:
         """Stored runs, optionally of one method, status and group, and started before a time,
-        ordered by group and then by start time."""
+        in request order: invocation by invocation, each in the order its request named the
+        observations (runs stored before astra recorded it come first, by group and start)."""
         where, parameters = _where(method, status, group_key, before)
-        query = f"SELECT {','.join(self._columns)} FROM runs{where} ORDER BY group_key, started_at"
+        order = "group_key, started_at"
+        if "request_position" in self._columns:
+            order = f"requested_at, request_position, {order}"
+        query = f"SELECT {','.join(self._columns)} FROM runs{where} ORDER BY {order}"
         for row in self._connection.execute(query, parameters):
             try:
                 yield _from_row(dict(zip(self._columns, row, strict=True)))
@@ -461,6 +470,8 @@ def _to_row(record: RunRecord) -> tuple[Any, ...]:
         record.input_state,
         record.model_state,
         record.fault,
+        record.requested_at,
+        record.request_position,
     )
 
 

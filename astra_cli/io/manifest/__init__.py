@@ -51,6 +51,7 @@ def read_manifests(
     hdu: int | str | None = None,
     stdin: BinaryIO | None = None,
     inputs: Mapping[str, type] | None = None,
+    first_position: int = 0,
 ) -> ManifestRequests:
     """Read every manifest; bad rows are collected, not raised.
 
@@ -68,6 +69,9 @@ def read_manifests(
     inputs
         The method's inputs (`{"v_rad": float}`): a column of that name gives each row's
         observation its own value.
+    first_position
+        The request position of the first row: each row's observation is numbered from it,
+        in the order the rows are read (`Observation.position`).
 
     Raises UsageError for what is wrong with a whole file (unreadable, unknown format, no
     column naming an observation).
@@ -80,7 +84,7 @@ def read_manifests(
             f"{words.argument('file_format', '--format')} must be one of {', '.join(FORMATS)}, "
             f"not {file_format!r}"
         )
-    interpreter = Interpreter(params, resolver, kind, defaults or {}, inputs)
+    interpreter = Interpreter(params, resolver, kind, defaults or {}, inputs, first_position)
     for source in sources:
         name = "<stdin>" if source == STDIN else source
         reader = READERS[file_format or format_of(source)]

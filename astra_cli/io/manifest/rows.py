@@ -82,8 +82,11 @@ class Interpreter:
         kind: str | None,
         defaults: Mapping[str, str],
         inputs: Mapping[str, type] | None = None,
+        first_position: int = 0,
     ) -> None:
         self.params = params
+        self.first_position = first_position
+        """The request position of the first row (after the command line's observations)."""
         self.inputs = dict(inputs or {})
         self.resolver = resolver
         self.kind = kind
@@ -317,7 +320,8 @@ class Layout:
                 dropped = {name for name, _ in inputs if name in OBSERVED_FRAME_INPUTS}
                 self.unused_at_rest |= dropped
                 inputs = tuple((name, value) for name, value in inputs if name not in dropped)
-            requests.add(options, observation.with_inputs(inputs))
+            position = self.interpreter.first_position + requests.rows - 1
+            requests.add(options, observation.with_inputs(inputs).at(position))
 
     def _make(self, naming: tuple[Any, ...]) -> Observation | str:
         if not naming:
