@@ -90,10 +90,10 @@ def test_method_help_shows_its_options_in_their_own_panel():
     text = help_of("analyse", "grid")
     assert "Options of grid" in text
     assert re.search(
-        r"--grid PATH [^[]*\[significant: each value is its own group; required\]", text
+        r"--grid FILE [^[]*\[significant: each value is its own group; required\]", text
     )
     assert re.search(
-        r"--continuum-order INT [^[]*Repeat to sweep\. \[significant: each value is its own group; "
+        r"--continuum-order N [^[]*Repeat to sweep\. \[significant: each value is its own group; "
         r"default: 4; 0 to 12\]",
         text,
     )
@@ -101,11 +101,9 @@ def test_method_help_shows_its_options_in_their_own_panel():
 
 def test_insignificant_options_are_marked(with_plugin):
     text = help_of("analyse", "counting")
+    assert re.search(r"--threads N [^[]*\[insignificant: does not split groups; default: 1\]", text)
     assert re.search(
-        r"--threads INT [^[]*\[insignificant: does not split groups; default: 1\]", text
-    )
-    assert re.search(
-        r"--order INT [^[]*\[significant: each value is its own group; default: 5\]", text
+        r"--order N [^[]*\[significant: each value is its own group; default: 5\]", text
     )
 
 
@@ -119,13 +117,26 @@ def test_bracketed_defaults_survive_rich_markup(option, default):
 
 
 def test_analyse_help_ends_with_examples_of_batch_mode():
-    text = help_of("analyse", "snr")
-    examples = text[text.index("Examples") :]
-    assert "astra analyse snr apStar-dr17-2M06440890-0610126.fits" in examples  # one star
-    assert "--field 218-04 --obj 2M06440890-0610126 \\ --field 000+14" in examples  # per-key
-    assert "--continuum-order 3 --continuum-order 4" in examples  # a sweep
+    text = help_of("analyse", "grid")
+    examples = text[text.index("Examples") :].replace(" \\ ", " ")  # lines joined
+    assert "astra analyse grid --grid grid.fits apStar-dr17-2M06440890-0610126.fits" in examples
+    assert "--field 218-04 --obj 2M06440890-0610126" in examples  # per-key, zipped
+    assert "--continuum-order 4 --continuum-order 5" in examples  # a sweep of its own option
     assert "--from-file allStar-dr17.fits" in examples  # a manifest
     assert "--quiet --log-file" in examples  # cron
+
+
+@pytest.mark.parametrize("group", METHOD_GROUPS)
+@pytest.mark.parametrize("method", method_names())
+def test_examples_are_for_the_method_whose_help_they_end(group, method):
+    """Every example runs this method, with every option it requires."""
+    text = help_of(group, method)
+    commands = re.findall(rf"astra {group} (\w+)((?:(?!astra ).)*)", text[text.index("Examples") :])
+    assert commands, f"astra {group} {method} --help has no examples"
+    required = [param.flag for param in load_method(method).params.values() if param.required]
+    for name, arguments in commands:
+        assert name == method, f"an example in `astra {group} {method} --help` runs {name}"
+        assert all(flag in arguments for flag in required), (method, arguments)
 
 
 @pytest.mark.parametrize("args", [(), ("analyse",), ("analyse", "grid"), ("results",), ("demo",)])
@@ -154,3 +165,31 @@ def test_commands_are_listed_in_the_order_of_use():
     listed = re.findall(r"^│ (\w+) ", commands, flags=re.MULTILINE)
     expected = ["analyse", "plan", "status", "results", "show", "plot", "forget", "methods"]
     assert listed[:8] == expected, listed
+
+
+PLACEHOLDER = re.compile(r"[A-Z][A-Z0-9]*(?:[=,|_. -]+[A-Z0-9.]+)*(?:\.\.\.)?")
+"""FILE, N, KEY=VAL,..., N|NAME: upper-case words, as every command shows its values."""
+
+
+@pytest.mark.parametrize("path", COMMANDS)
+def test_every_value_is_shown_by_one_style_of_placeholder(path):
+    """Typer's own labels (`<str>`, `<int range>`, `[x>=1]`) would mix a second style in."""
+    command = COMMANDS[path]
+    context = Context(command, info_name=path.split()[-1])
+    for param in command.get_params(context):
+        if getattr(param, "is_flag", False) or param.name == "help":
+            continue
+        if param.param_type_name == "argument":
+            assert param.display_type_rich(context) is None, f"{path} {param.name} shows a type"
+            label = param.metavar or param.name.upper()
+        else:
+            label = param.display_type_rich(context)
+        assert PLACEHOLDER.fullmatch(label), f"{path} {param.name}: placeholder {label!r}"
+        assert param._get_number_range_help_str() is None, f"{path} {param.name}: shows a range"
+
+
+@pytest.mark.parametrize("path", ["astra analyse grid", "astra results", "astra demo"])
+def test_help_shows_no_typer_type_labels(path):
+    text = help_of(*path.split()[1:])
+    typer_label = r"<(?:str|int|float|path|bool|list\[|\w+ range)[^>]*>|<\w+\|\w+|\[x[<>]="
+    assert not re.search(typer_label, text), re.search(typer_label, text)

@@ -235,7 +235,7 @@ class NeedsModel(Method):
 
 
 def test_missing_required_option_names_it(words):
-    with pytest.raises(UsageError, match=re.escape(f"needs {words.option_value('model', 'PATH')}")):
+    with pytest.raises(UsageError, match=re.escape(f"needs {words.option_value('model', 'FILE')}")):
         NeedsModel(order=3)
 
 

@@ -11,6 +11,7 @@ import typer
 from astra_cli.cli.clickparts import ClickCommand
 from astra_cli.cli.console import notice, print_json, stderr_console
 from astra_cli.cli.errors import reported_errors
+from astra_cli.cli.examples import analyse_examples
 from astra_cli.cli.inputs import prepare_invocation
 from astra_cli.cli.invocation import Invocation
 from astra_cli.cli.method_commands import MethodGroup, build_method_command, method_description
@@ -22,30 +23,6 @@ if TYPE_CHECKING:
     from astra_cli.engine.progress import Progress
     from astra_cli.methods.base import Method
     from astra_cli.vocabulary import Summary
-
-EXAMPLES = """\
-[bold]Examples[/]
-
-  One star, by file:
-    astra analyse snr apStar-dr17-2M06440890-0610126.fits
-
-  Batch mode: per-key options are zipped position by position, like the tuples
-  of Astra's batch mode; a key given once applies to every observation:
-    astra analyse snr --release dr16 --apred r12 --telescope apo25m \\
-      --field 218-04 --obj 2M06440890-0610126 \\
-      --field 000+14 --obj 2M16505794-2118004
-
-  A sweep: every observation with each value; one group (one model) per value:
-    astra analyse grid --grid grid.fits data/*.fits \\
-      --continuum-order 3 --continuum-order 4
-
-  A manifest (txt, csv, tsv, ecsv, fits, jsonl; '-' reads standard input):
-    astra analyse cannon --model cannon.fits --from-file allStar-dr17.fits
-
-  From cron: errors only, a log file, exit code 1 if any run failed:
-    astra analyse grid --grid grid.fits --from-file tonight.csv \\
-      -o /data/astra --quiet --log-file /data/astra/astra.log
-"""
 
 
 def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
@@ -181,5 +158,5 @@ class AnalyseGroup(MethodGroup):
                 f"{method_description(method_class)}"
             ),
             short_help=method_class.summary(),
-            epilog=EXAMPLES,
+            epilog=analyse_examples(method_class),
         )

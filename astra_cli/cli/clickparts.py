@@ -9,15 +9,18 @@ from __future__ import annotations
 from typer._click import Context
 from typer._click.core import Command as ClickCommand
 from typer._click.core import ParameterSource
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer._click.exceptions import UsageError as ClickUsageError
 from typer.core import CompletionItem, TyperCommand, TyperGroup
 from typer.main import get_command
 
 __all__ = [
     "ClickCommand",
+    "ClickException",
     "ClickUsageError",
     "CompletionItem",
     "Context",
+    "NoArgsIsHelpError",
     "ParameterSource",
     "TyperCommand",
     "TyperGroup",

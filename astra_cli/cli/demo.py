@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from astra_cli.cli.console import print_json, stderr_console
-from astra_cli.cli.errors import reported_errors
+from astra_cli.cli.errors import reported_errors, require_at_least
 from astra_cli.cli.options import Jobs, Json, Verbose
 
 if TYPE_CHECKING:
@@ -27,12 +27,17 @@ def demo_command(
         bool,
         typer.Option("--run", metavar="", help="Then analyse it with every method and compare."),
     ] = False,
-    stars: Annotated[int, typer.Option("--stars", min=1, help="Test stars.")] = 100,
+    stars: Annotated[
+        int, typer.Option("--stars", metavar="N", help="Test stars, at least 1.")
+    ] = 100,
     training: Annotated[
-        int, typer.Option("--training", min=20, help="Training stars for the Cannon.")
+        int,
+        typer.Option("--training", metavar="N", help="Training stars for the Cannon, at least 20."),
     ] = 300,
-    snr: Annotated[float, typer.Option("--snr", min=1.0, help="S/N of the test spectra.")] = 100.0,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
+    snr: Annotated[
+        float, typer.Option("--snr", metavar="NUMBER", help="S/N of the test spectra, at least 1.")
+    ] = 100.0,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Random seed.")] = 42,
     jobs: Jobs = None,
     json: Json = False,
     verbose: Verbose = False,
@@ -47,6 +52,9 @@ def demo_command(
 
     console = stderr_console()
     with reported_errors(verbose, json_document=json):
+        for flag, value, least in (("--stars", stars, 1), ("--training", training, 20)):
+            require_at_least(flag, value, least)
+        require_at_least("--snr", snr, 1.0)
         with console.status(f"writing the demo data set to {directory} ..."):
             files = write_demo(directory, DemoConfig(stars, training, snr, seed))
         console.print(

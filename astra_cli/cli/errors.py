@@ -17,6 +17,17 @@ from astra_cli.errors import AstraError, command_line_spelling
 from astra_cli.exit_codes import ExitCode
 
 
+def require_at_least(flag: str, value: float, least: float, most: float | None = None) -> None:
+    """Refuse a number out of its bounds, in words (`--stars must be at least 1, not 0`);
+    the bounds are in the option's help, not in a second style of placeholder."""
+    from astra_cli.errors import UsageError
+
+    if most is not None and not least <= value <= most:
+        raise UsageError(f"{flag} must be {least} to {most}, not {value}")
+    if value < least:
+        raise UsageError(f"{flag} must be at least {least}, not {value}")
+
+
 def exit_with_error(message: str, code: int, *, json_document: bool = False) -> NoReturn:
     error(message)
     if json_document:  # a script reading stdout gets a document, whatever happened

@@ -28,7 +28,8 @@ def forget_command(
         typer.Option("--group", metavar="KEY", help="Only this group (see astra status)."),
     ] = None,
     status: Annotated[
-        ExportedStatus, typer.Option("--status", help="Which runs: ok, failed or all.")
+        ExportedStatus,
+        typer.Option("--status", metavar="STATUS", help="Which runs: ok, failed or all."),
     ] = "all",
     before: Annotated[
         str | None,

@@ -160,6 +160,7 @@ def convert_command(
         GridFormat | None,
         typer.Option(
             "--format",
+            metavar="FORMAT",
             show_default=False,
             help="Format to write: astra (FITS), ferre-binary (.hdr + .unf), ferre-ascii, npz. "
             "Default: from OUT's name (.fits, .hdr, .dat, .npz).",

@@ -1,18 +1,29 @@
-"""How help reads: paragraphs that rich can wrap, and no `<bool>` beside --help.
+"""How help reads: paragraphs that rich can wrap, and one style of placeholder.
 
 In rich markup mode Typer keeps every newline of a help text, so a docstring wrapped at 100
 columns would be printed with its line breaks in the middle of the terminal's own wrapping;
-`unwrap` joins the lines of each paragraph. Typer 0.29 labels the --help flag `<bool>`, which
-the other flags avoid with an empty metavar; the command classes here give --help one too.
+`unwrap` joins the lines of each paragraph.
+
+Every value is shown by an upper-case placeholder (FILE, N, METHOD), flags by none. Typer 0.29
+labels the --help flag `<bool>`, and prints an argument's Python type beside its name
+(`PATH <list[Path]>`, `METHOD <str>`); the command classes here give --help an empty
+placeholder and show an argument by its name alone.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from astra_cli.cli.clickparts import TyperCommand, TyperGroup
+from astra_cli.cli.clickparts import (
+    ClickException,
+    ClickUsageError,
+    NoArgsIsHelpError,
+    TyperCommand,
+    TyperGroup,
+)
 
 
 def unwrap(text: str) -> str:
@@ -32,11 +43,26 @@ def _plain_help_option(option: Any) -> Any:
     return option
 
 
+def _no_type(ctx: Any) -> None:
+    return None
+
+
+def _arguments_by_name(params: list[Any]) -> list[Any]:
+    """The parameters, each argument shown in help by its name (its placeholder) alone."""
+    for param in params:
+        if param.param_type_name == "argument":
+            param.display_type_rich = _no_type
+    return params
+
+
 class Command(TyperCommand):
-    """A Typer command whose --help shows no value type."""
+    """A Typer command whose --help shows placeholders, not Python types."""
 
     def get_help_option(self, ctx: Any) -> Any:
         return _plain_help_option(super().get_help_option(ctx))
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _arguments_by_name(super().get_params(ctx))
 
 
 COMMAND_ORDER = (
@@ -47,10 +73,44 @@ COMMAND_ORDER = (
 
 
 class Group(TyperGroup):
-    """A Typer group whose --help shows no value type and lists commands in COMMAND_ORDER."""
+    """A Typer group whose --help shows placeholders, not Python types, and lists commands
+    in COMMAND_ORDER."""
 
     def get_help_option(self, ctx: Any) -> Any:
         return _plain_help_option(super().get_help_option(ctx))
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _arguments_by_name(super().get_params(ctx))
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command line; a mistake in it is said in one line of plain words, exit code
+        2 (`usage.plain_message`), not in Typer's framed box of pydantic's words."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except NoArgsIsHelpError as shown:  # the help was printed: nothing else to say
+            sys.exit(shown.exit_code)
+        except ClickUsageError as mistake:
+            from astra_cli.cli.console import error
+            from astra_cli.cli.usage import plain_message
+
+            error(plain_message(mistake))
+            sys.exit(mistake.exit_code)
+        except ClickException as failure:  # a file click could not open, say
+            from astra_cli.cli.console import error
+
+            error(failure.format_message())
+            sys.exit(failure.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def list_commands(self, ctx: Any) -> list[str]:
         names = super().list_commands(ctx)

@@ -72,7 +72,9 @@ def option_help(param: Param) -> str:
     )
     default = "required" if param.required else f"default: {param.default}"
     bounds = f"; {param.bounds}" if param.bounds else ""
-    return f"{escape_markup(param.help)}{sweep} \\[{role}; {default}{bounds}]".strip()
+    choices = f"; one of {', '.join(map(str, param.choices))}" if param.choices else ""
+    note = escape_markup(f"{role}; {default}{bounds}{choices}")
+    return f"{escape_markup(param.help)}{sweep} \\[{note}]".strip()
 
 
 def method_description(method_class: type[Method]) -> str:
@@ -100,10 +102,11 @@ def build_method_command(
     short_help: str | None = None,
     epilog: str | None = None,
 ) -> ClickCommand:
-    """A click command for one method: its signature is the inputs, the method's options and
+    """A click command for one method: its signature is the method's own options (first, so
+    that its help shows them first: they are what sets this command apart), the inputs and
     the common options, built at run time from the method's declared Params."""
     shared = [option.parameter() for option in INPUTS]
-    parameters = [*shared, *method_parameters(method_class), *(o.parameter() for o in common)]
+    parameters = [*method_parameters(method_class), *shared, *(o.parameter() for o in common)]
 
     def command(**values: Any) -> None:
         action(method_class, split_arguments(values))

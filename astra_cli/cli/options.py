@@ -193,8 +193,9 @@ DASK_TIMEOUT = _option(
     "has had no worker for this long.",
 )  # fmt: skip
 CHUNK_SIZE = _option(
-    "chunk_size", int | None, None, "--chunk-size", min=1, metavar="N",
-    help="Observations per worker call. \\[default: enough chunks to keep every worker busy]",
+    "chunk_size", int | None, None, "--chunk-size", metavar="N",
+    help="Observations per worker call, at least 1. \\[default: enough chunks to keep every "
+    "worker busy]",
 )  # fmt: skip
 FORCE = _option(
     "force", bool, False, "--force", metavar="", help="Rerun runs that are already in the store."
@@ -219,8 +220,8 @@ VERBOSE = _option(
     "verbose", bool, False, "--verbose", "-v", metavar="", help="Show tracebacks of errors."
 )
 LOG_FILE = _option(
-    "log_file", Path | None, None, "--log-file", metavar="PATH",
-    help="Append timestamped lines (start, each group, each failure, summary) to PATH.",
+    "log_file", Path | None, None, "--log-file", metavar="FILE",
+    help="Append timestamped lines (start, each group, each failure, summary) to FILE.",
 )  # fmt: skip
 
 PLAN_OPTIONS = [

@@ -9,6 +9,7 @@ import typer
 from astra_cli.cli.clickparts import ClickCommand
 from astra_cli.cli.console import print_json, stderr_console
 from astra_cli.cli.errors import reported_errors
+from astra_cli.cli.examples import plan_examples
 from astra_cli.cli.inputs import prepare_invocation
 from astra_cli.cli.invocation import Invocation
 from astra_cli.cli.method_commands import MethodGroup, build_method_command
@@ -115,4 +116,5 @@ class PlanGroup(MethodGroup):
                 f"Show how {method_class.name} runs would be grouped and chunked; run nothing.\n\n"
                 f"{method_class.summary()}"
             ),
+            epilog=plan_examples(method_class),
         )

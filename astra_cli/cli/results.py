@@ -46,12 +46,15 @@ def results_command(
         ExportFormat | None,
         typer.Option(
             "--format",
+            metavar="FORMAT",
             show_default=False,
-            help="Table format, whatever --out is named. Default: from --out, else fits.",
+            help="Table format, whatever --out is named: fits, ecsv, csv, tsv, votable or "
+            "parquet. Default: from --out, else fits.",
         ),
     ] = None,
     status: Annotated[
-        ExportedStatus, typer.Option("--status", help="Which runs to export.")
+        ExportedStatus,
+        typer.Option("--status", metavar="STATUS", help="Which runs to export: ok, failed or all."),
     ] = "ok",
     group: Annotated[
         str | None, typer.Option("--group", metavar="KEY", help="Only this group (see astra plan).")

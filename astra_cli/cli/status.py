@@ -11,6 +11,7 @@ import typer
 from astra_cli.cli.clickparts import ClickCommand
 from astra_cli.cli.console import notice, print_json
 from astra_cli.cli.errors import reported_errors
+from astra_cli.cli.examples import status_examples
 from astra_cli.cli.inputs import collect_invocation_inputs
 from astra_cli.cli.invocation import Invocation
 from astra_cli.cli.method_commands import MethodGroup, build_method_command
@@ -21,13 +22,6 @@ from astra_cli.io.store import DEFAULT_OUTPUT_DIR
 if TYPE_CHECKING:
     from astra_cli.engine.planner import Plan
     from astra_cli.methods.base import Method
-
-EXAMPLES = """\
-[bold]Examples[/]
-
-  How far tonight's list has got, as JSON for a script:
-    astra status snr --from-file targets.csv -o /data/astra --json
-"""
 
 
 def status_action(method_class: type[Method], invocation: Invocation) -> None:
@@ -207,7 +201,7 @@ class StatusGroup(MethodGroup):
                 f"Count the requested {method_class.name} runs that are done, failed and "
                 f"pending, group by group; run nothing.\n\n{method_class.summary()}"
             ),
-            epilog=EXAMPLES,
+            epilog=status_examples(method_class),
         )
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from astra_cli.cli.console import stderr_console
-from astra_cli.cli.errors import reported_errors
+from astra_cli.cli.errors import reported_errors, require_at_least
 from astra_cli.cli.helptext import Command, Group
 from astra_cli.cli.options import DataRoot, ManifestFormat, Verbose
 
@@ -29,11 +29,23 @@ def train_cannon_command(
         ),
     ],
     labels: Annotated[
-        str, typer.Option("--labels", help="Comma-separated label columns, e.g. teff,logg,m_h.")
+        str,
+        typer.Option(
+            "--labels",
+            metavar="LABELS",
+            help="Comma-separated label columns, e.g. teff,logg,m_h.",
+        ),
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write (FITS).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="FILE", help="Model file to write (FITS).")
+    ],
     continuum_order: Annotated[
-        int, typer.Option("--continuum-order", min=0, help="Continuum polynomial order per chip.")
+        int,
+        typer.Option(
+            "--continuum-order",
+            metavar="N",
+            help="Continuum polynomial order per chip (0 for a constant).",
+        ),
     ] = 4,
     overwrite: Annotated[
         bool,
@@ -61,6 +73,9 @@ def train_cannon_command(
             from astra_cli.errors import UsageError
 
             raise UsageError("--labels: give at least one label column, e.g. teff,logg,m_h")
+        from astra_cli.methods.continuum_option import MAX_CONTINUUM_ORDER
+
+        require_at_least("--continuum-order", continuum_order, 0, MAX_CONTINUUM_ORDER)
         if output.is_dir():
             from astra_cli.errors import UsageError
 

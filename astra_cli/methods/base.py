@@ -50,6 +50,7 @@ class _Required:
 REQUIRED: Any = _Required()
 
 _SCALAR_TYPES = (bool, int, float, str, Path)
+_METAVARS: dict[type, str] = {Path: "FILE", int: "N", float: "NUMBER", str: "TEXT"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class Param:
     min, max
         Bounds of a number, inclusive: a value beyond them is refused before any work
         (from the command line and from manifests alike), and help shows them.
+    example
+        A value to show in the examples of the method's help, for an option users must give
+        (`cannon.fits`); by default one is made up from the option's name and type.
     """
 
     default: Any = REQUIRED
@@ -78,6 +82,7 @@ class Param:
     choices: tuple[Any, ...] | None = None
     min: float | None = None
     max: float | None = None
+    example: Any = None
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -133,8 +138,11 @@ class Param:
 
     @property
     def metavar(self) -> str:
-        """What its value is, in help and errors: PATH, INT, FLOAT, STR, BOOL."""
-        return "PATH" if self.type is Path else self.value_type.__name__.upper()
+        """What its value is, in help and errors, in the placeholders every astra command
+        uses: FILE, N, NUMBER, TEXT, or CHOICE (its values are listed in its help)."""
+        if self.choices is not None:
+            return "CHOICE"
+        return _METAVARS.get(self.value_type, self.value_type.__name__.upper())
 
     def coerce(self, value: Any) -> Any:
         """Convert a value (often a string from a command line or manifest) to this type.

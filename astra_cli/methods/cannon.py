@@ -40,7 +40,11 @@ class Cannon(Method):
         **VELOCITY_FLAGS,
     }
 
-    model = Param(type=Path, help="Cannon model (FITS) written by `astra train cannon`.")
+    model = Param(
+        type=Path,
+        example="cannon.fits",
+        help="Cannon model (FITS) written by `astra train cannon`.",
+    )
     velocity = velocity_option()
     rv_templates = rv_templates_option()
 

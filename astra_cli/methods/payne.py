@@ -37,6 +37,7 @@ class Payne(Method):
 
     network = Param(
         type=Path,
+        example="network.npz",
         help="Network (.npz): The Payne's per-pixel layout (El-Badry et al. 2018) or dense "
         "layout (Ting et al. 2019).",
     )
