@@ -11,7 +11,7 @@ import typer
 
 from astra_cli.cli.console import stderr_console
 from astra_cli.cli.errors import reported_errors
-from astra_cli.cli.options import ReadStoreDir, Verbose
+from astra_cli.cli.options import MethodToForget, ReadStoreDir, Verbose
 from astra_cli.io.export import ExportedStatus
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR
 
@@ -20,9 +20,7 @@ if TYPE_CHECKING:
 
 
 def forget_command(
-    method: Annotated[
-        str, typer.Argument(help="The method whose runs to forget.", metavar="METHOD")
-    ],
+    method: MethodToForget,
     group: Annotated[
         str | None,
         typer.Option("--group", metavar="KEY", help="Only this group (see astra status)."),

@@ -233,6 +233,28 @@ ANALYSE_OPTIONS = [
     FORCE, RETRY_FAILED, CHECKSUM, WAIT, JSON, QUIET, VERBOSE, LOG_FILE,
 ]  # fmt: skip
 
+
+def complete_method_name(incomplete: str) -> list[str]:
+    """Shell completion of a METHOD argument: the installed methods, from entry points alone."""
+    from astra_cli.methods.registry import method_names
+
+    return [name for name in method_names() if name.startswith(incomplete)]
+
+
+def method_argument(whose: str) -> Any:
+    """The METHOD argument of a command about one method's runs (`results`, `forget`, `plot
+    results`), completed with the installed methods; `whose` ends its help: "results to
+    export"."""
+    return Annotated[
+        str,
+        typer.Argument(
+            help=f"The method whose {whose}.",
+            metavar="METHOD",
+            autocompletion=complete_method_name,
+        ),
+    ]
+
+
 # Annotations for commands written as plain functions.
 StoreDir = STORE_DIR.annotation()
 ReadStoreDir = READ_STORE_DIR.annotation()
@@ -241,3 +263,6 @@ ManifestFormat = MANIFEST_FORMAT.annotation()
 Jobs = JOBS.annotation()
 Json = JSON.annotation()
 Verbose = VERBOSE.annotation()
+MethodToExport = method_argument("results to export")
+MethodToDraw = method_argument("results to draw")
+MethodToForget = method_argument("runs to forget")

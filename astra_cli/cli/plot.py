@@ -12,8 +12,7 @@ import typer
 from astra_cli.cli.console import stderr_console
 from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.helptext import Command, Group
-from astra_cli.cli.options import StoreDir, Verbose
-from astra_cli.cli.results import complete_method_name
+from astra_cli.cli.options import MethodToDraw, StoreDir, Verbose
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR
 
 if TYPE_CHECKING:
@@ -133,14 +132,7 @@ def _title(run: RunRecord) -> str:
 
 @plot_app.command("results", cls=Command)
 def results_command(
-    method: Annotated[
-        str,
-        typer.Argument(
-            help="The method whose results to draw.",
-            metavar="METHOD",
-            autocompletion=complete_method_name,
-        ),
-    ],
+    method: MethodToDraw,
     x: Annotated[str, typer.Option("--x", metavar="COLUMN", help="Column across.")] = "teff",
     y: Annotated[str, typer.Option("--y", metavar="COLUMN", help="Column up.")] = "logg",
     color: Annotated[

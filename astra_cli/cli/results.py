@@ -9,28 +9,14 @@ import typer
 
 from astra_cli.cli.console import error, stderr_console
 from astra_cli.cli.errors import reported_errors
-from astra_cli.cli.options import StoreDir, Verbose
+from astra_cli.cli.options import MethodToExport, StoreDir, Verbose
 from astra_cli.exit_codes import ExitCode
 from astra_cli.io.export import ExportedStatus, ExportFormat
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR
 
 
-def complete_method_name(incomplete: str) -> list[str]:
-    """Shell completion of a METHOD argument: the installed methods."""
-    from astra_cli.methods.registry import method_names
-
-    return [name for name in method_names() if name.startswith(incomplete)]
-
-
 def results_command(
-    method: Annotated[
-        str,
-        typer.Argument(
-            help="The method whose results to export.",
-            metavar="METHOD",
-            autocompletion=complete_method_name,
-        ),
-    ],
+    method: MethodToExport,
     out: Annotated[
         str | None,
         typer.Option(
