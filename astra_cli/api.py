@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 
 from astra_cli.engine.backends import DEFAULT_DASK_TIMEOUT, Backend, resolve_jobs
 from astra_cli.engine.fingerprints import Fingerprints
+from astra_cli.engine.modelchecks import remembered_passes
 from astra_cli.engine.planner import Plan, make_plan
 from astra_cli.engine.progress import Progress
 from astra_cli.engine.requests import check_prerequisites, request_sets
@@ -146,8 +147,9 @@ def prepare(
     """
     method_class = _method_class(method)
     sets = request_sets(method_class, observations, option_values, manifests)
-    check_prerequisites(method_class, sets)
+    passed = check_prerequisites(method_class, sets, remembered_passes(output_dir))
     with ResultsStore(output_dir) as store:
+        store.remember_model_checks(passed)
         fingerprints = Fingerprints(store, checksum=checksum)
         plan = make_plan(
             method_class,

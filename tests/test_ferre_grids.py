@@ -141,7 +141,8 @@ def write_d_exponents(grid: GridData, path: Path) -> None:
 
 
 def write_transposed(grid: GridData, path: Path, *, binary: bool = False) -> None:
-    from astra_cli.io.grids.ferre import binary_data_path, header_text
+    from astra_cli.io.formats import binary_data_path
+    from astra_cli.io.grids.ferre import header_text
 
     header = header_text(grid).replace(" MULTI = 3", " MULTI = 3\n TRANSPOSED = 1", 1)
     by_pixel = np.ascontiguousarray(np.asarray(grid.values).T)

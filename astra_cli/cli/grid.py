@@ -50,8 +50,8 @@ def info_command(
 
 def describe(grid: GridData, fmt: str) -> dict[str, Any]:
     """What `astra grid info` says, as a document."""
+    from astra_cli.io.formats import binary_data_path
     from astra_cli.io.grids import FORMATS
-    from astra_cli.io.grids.ferre import binary_data_path
 
     files = [Path(grid.path)] + ([binary_data_path(grid.path)] if fmt == "ferre-binary" else [])
     stored = grid.pca.n_components * len(grid.pca.piece_pixels) if grid.pca else grid.npix

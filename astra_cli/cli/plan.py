@@ -17,7 +17,7 @@ from astra_cli.cli.options import PLAN_OPTIONS
 from astra_cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from astra_cli.engine.planner import Plan
+    from astra_cli.engine.planner import Group, Plan
     from astra_cli.methods.base import Method
 
 
@@ -63,12 +63,21 @@ def plan_as_dict(plan: Plan) -> dict[str, Any]:
                 "retried": group.retried,
                 "to_run": len(group.observations),
                 "chunks": sizes.get(group.key, []),
-                "notes": group.notes,
+                "notes": group_notes(plan.method, group),
             }
             for group in plan.groups
         ],
         "upstream": [plan_as_dict(stage) for stage in plan.upstream],
     }
+
+
+def group_notes(method: str, group: Group) -> list[str]:
+    """What the method says about how it will analyse the group (`Method.plan_notes`: a
+    grid's search, say). Asked here, not by the planner, since it reads the model's header
+    (astropy, numpy), which `astra analyse` has no use for before its workers start."""
+    from astra_cli.methods.registry import load_method
+
+    return load_method(method)(**group.options).plan_notes()
 
 
 def render_plan(plan: Plan, heading: str = "") -> None:

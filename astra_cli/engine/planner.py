@@ -181,8 +181,6 @@ class Group:
     """The model files' fingerprint as planned: runs store its digest, workers check it."""
     input_states: dict[str, str] = field(default_factory=dict)
     """Observation key -> its input's state as planned, for the runs to do."""
-    notes: list[str] = field(default_factory=list)
-    """What the method says about how it will analyse this group (`Method.plan_notes`)."""
     needs: list[Need] = field(default_factory=list)
 
     @property
@@ -309,7 +307,6 @@ def make_plan(
         key = group_key(method_class.name, method_class.version, significant)
         if key not in groups:
             groups[key] = Group(key, method_class.name, method.options, significant)
-            groups[key].notes = method.plan_notes()
             groups[key].needs = needs
             if fingerprints is not None:
                 groups[key].model = fingerprints.model(method)

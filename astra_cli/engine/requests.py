@@ -9,11 +9,12 @@ manifest row that gives an option its own value joins the set of that value.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from astra_cli.engine.modelchecks import check_key
 from astra_cli.errors import UsageError, spelling
 from astra_cli.io.manifest import ManifestRequests
 from astra_cli.methods.base import Method
@@ -74,16 +75,29 @@ def request_sets(
     return sets
 
 
-def check_prerequisites(method_class: type[Method], sets: Sequence[RequestSet]) -> None:
+def check_prerequisites(
+    method_class: type[Method],
+    sets: Sequence[RequestSet],
+    passed_before: Callable[[str], bool] = lambda key: False,
+) -> list[str]:
     """Every file a method requires exists and passes the method's own checks, before anything
-    runs: once per distinct set of option values."""
+    runs: once per distinct set of option values. A check that `passed_before` remembers
+    passing on the same files (`engine.modelchecks`) is not done again; returns the keys of
+    the checks that passed now, for the store to remember."""
     distinct = {tuple(sorted(s.options.items())): s.options for s in sets}
+    passed = []
     for options in distinct.values():
         method = method_class(**options)
         for required in method.requires():
             if not Path(required).is_file():
                 raise UsageError(_missing_file(method, Path(required)))
+        key = check_key(method)
+        if key is not None and passed_before(key):
+            continue
         method.validate()
+        if key is not None:
+            passed.append(key)
+    return passed
 
 
 def _missing_file(method: Method, required: Path) -> str:

@@ -7,7 +7,9 @@ Each reader or writer supports only some of these formats, and says which (with
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 EXTENSIONS: dict[str, str] = {
     ".txt": "text", ".lst": "text",
@@ -21,6 +23,13 @@ EXTENSIONS: dict[str, str] = {
 """File-name ending (lower case) -> format name."""
 
 _LONGEST_FIRST = sorted(EXTENSIONS, key=len, reverse=True)
+
+
+def binary_data_path(header_path: str | os.PathLike[str]) -> Path:
+    """Where FERRE looks for a binary grid's data: the header's name with its last three
+    characters replaced by `unf` (here, where naming it needs no grid reader, nor numpy)."""
+    name = os.fspath(header_path)
+    return Path(name[:-3] + "unf")
 
 
 def format_of(name: str) -> str | None:

@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from astra_cli.vocabulary import RunRecord, StoredRun
 DEFAULT_OUTPUT_DIR = "astra-output"
 STORE_FILENAME = "astra.sqlite"
 SETUP_LOCK_FILENAME = ".store.lock"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 60_000
 
 _SCHEMA_1 = (
@@ -69,7 +70,12 @@ _SCHEMA_3 = (
     "ALTER TABLE runs ADD COLUMN request_position INTEGER",
 )
 
-_MIGRATIONS = {1: _SCHEMA_1, 2: _SCHEMA_2, 3: _SCHEMA_3}
+_SCHEMA_4 = (
+    # Models that passed their method's checks (engine.modelchecks), not to be read again.
+    "CREATE TABLE IF NOT EXISTS model_checks (key TEXT PRIMARY KEY, passed_at REAL NOT NULL)",
+)
+
+_MIGRATIONS = {1: _SCHEMA_1, 2: _SCHEMA_2, 3: _SCHEMA_3, 4: _SCHEMA_4}
 """The statements that bring a store of schema N - 1 to schema N."""
 
 _COLUMNS = (
@@ -77,7 +83,7 @@ _COLUMNS = (
     "input_path", "status", "result", "error", "started_at", "duration_s", "astra_version",
     "input_state", "model_state", "fault", "requested_at", "request_position",
 )  # fmt: skip
-_COLUMNS_OF_SCHEMA = {1: _COLUMNS[:13], 2: _COLUMNS[:16], 3: _COLUMNS}
+_COLUMNS_OF_SCHEMA = {1: _COLUMNS[:13], 2: _COLUMNS[:16], 3: _COLUMNS, 4: _COLUMNS}
 """The columns of each schema: a read-only connection reads an older store as it is."""
 
 
@@ -108,6 +114,8 @@ class ResultsStore:
         self.damaged: list[str] = []
         """Runs `records` skipped because a cell could not be read: `group/observation`."""
         self._columns: tuple[str, ...] = _COLUMNS
+        self._version = SCHEMA_VERSION
+        """The store's schema: older ones are read as they are by read-only connections."""
         refuse_a_file_as_directory(self.output_dir)
         if read_only:
             self._connection = self._open_read_only()
@@ -177,6 +185,7 @@ class ResultsStore:
                 f"{self.path} was written by a newer astra (schema {version}); upgrade astra"
             )
         self._columns = _COLUMNS_OF_SCHEMA.get(version, _COLUMNS)
+        self._version = version
         self._check_schema(connection)
         return connection
 
@@ -296,6 +305,24 @@ class ResultsStore:
             self._connection.execute(
                 "INSERT OR REPLACE INTO model_digests VALUES (?, ?, ?, ?)",
                 (path, size, mtime_ns, digest),
+            )
+
+    def model_check_passed(self, key: str) -> bool:
+        """Whether a model passed its method's checks under this key (`engine.modelchecks`);
+        never in a store older than schema 4."""
+        if self._version < 4:
+            return False
+        query = "SELECT 1 FROM model_checks WHERE key = ?"
+        return self._connection.execute(query, (key,)).fetchone() is not None
+
+    def remember_model_checks(self, keys: Sequence[str]) -> None:
+        """Remember that models passed their method's checks under these keys."""
+        if self.read_only or not keys:
+            return
+        now = time.time()
+        with self.transaction():
+            self._connection.executemany(
+                "INSERT OR REPLACE INTO model_checks VALUES (?, ?)", [(key, now) for key in keys]
             )
 
     def column_values(

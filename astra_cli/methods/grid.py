@@ -116,7 +116,7 @@ class Grid(Method):
 
     def model_files(self) -> list[Path]:
         """The option files, and a FERRE binary grid's data beside its header."""
-        from astra_cli.io.grids.ferre import binary_data_path
+        from astra_cli.io.formats import binary_data_path
 
         files = self.requires()
         if str(self.grid).lower().endswith(".hdr"):  # by name: the file may be gone

@@ -33,6 +33,7 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
+from astra_cli.io.formats import binary_data_path
 from astra_cli.io.grids.model import LOGW_LINEAR, LOGW_LN, LOGW_LOG10, GridData, PcaBasis, Section
 from astra_cli.io.grids.namelist import MAX_DIMENSIONS, Block, NamelistError, read_blocks, tokens
 
@@ -342,13 +343,6 @@ def _read_basis(header: FerreHeader, data: ListDirected) -> PcaBasis:
     for component in range(k):
         data.read(pixels, f"PCA component {component + 1}", components[component])
     return PcaBasis(mean, components, header.pca_pieces, header.constant)
-
-
-def binary_data_path(header_path: str | os.PathLike[str]) -> Path:
-    """Where FERRE looks for a binary grid's data: the header's name with its last three
-    characters replaced by `unf`."""
-    name = os.fspath(header_path)
-    return Path(name[:-3] + "unf")
 
 
 def read_binary(path: str | os.PathLike[str]) -> GridData:

@@ -1,0 +1,68 @@
+"""A model that passed its method's checks is not read again while its files are unchanged:
+a nightly rerun with nothing to do imports neither numpy nor astropy, and a grid replaced,
+another option, or a grid that failed is checked again."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from conftest import ROOT
+from test_startup import heavy, imported_modules
+from typer.testing import CliRunner
+
+from astra_cli.cli.app import app
+
+runner = CliRunner()
+
+
+def analyse(grid, demo_files, out, *extra):
+    paths = sorted(str(path) for path in demo_files.data_root.rglob("apStar-*.fits"))[:3]
+    args = ["analyse", "grid", "--grid", str(grid), *paths, "-o", str(out), "-j", "1", *extra]
+    return runner.invoke(app, args)
+
+
+def test_a_rerun_with_nothing_to_do_reads_no_model_and_imports_no_science(demo_files, tmp_path):
+    out = tmp_path / "out"
+    assert analyse(demo_files.grid_fits, demo_files, out).exit_code == 0
+    paths = sorted(str(path) for path in demo_files.data_root.rglob("apStar-*.fits"))[:3]
+    modules = imported_modules(
+        "analyse", "grid", "--grid", str(demo_files.grid_fits), *paths, "-o", str(out), "-q",
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert "astra_cli.engine.runner" in modules, "the rerun did not get as far as running"
+    assert not heavy(modules), heavy(modules)
+
+
+def test_a_grid_replaced_by_a_bad_one_is_refused_again(demo_files, tmp_path):
+    grid = tmp_path / "grid.fits"
+    shutil.copy(demo_files.grid_fits, grid)
+    out = tmp_path / "out"
+    assert analyse(grid, demo_files, out).exit_code == 0
+    grid.write_bytes(b"SIMPLE  =                    T" + b" " * 50)  # not a grid any more
+
+    refused = analyse(grid, demo_files, out, "--force")
+    assert refused.exit_code == 2, refused.output
+    assert str(grid) in refused.stderr
+
+
+def test_another_option_is_checked_again(demo_files, tmp_path):
+    """The demo grid is in vacuum: checked again with --weights naming a file of the wrong
+    length, the request is refused although the grid alone passed before."""
+    out = tmp_path / "out"
+    assert analyse(demo_files.grid_fits, demo_files, out).exit_code == 0
+    weights = tmp_path / "weights.txt"
+    weights.write_text("1\n1\n")
+
+    refused = analyse(demo_files.grid_fits, demo_files, out, "--weights", str(weights))
+    assert refused.exit_code == 2, refused.output
+    assert "weights" in refused.stderr
+
+
+def test_a_failed_check_is_not_remembered(demo_files, tmp_path):
+    grid = tmp_path / "grid.fits"
+    grid.write_bytes(b"not a grid")
+    out = tmp_path / "out"
+    for _ in range(2):
+        refused = analyse(grid, demo_files, out)
+        assert refused.exit_code == 2, refused.output
