@@ -21,6 +21,15 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def stdout_console() -> Console:
+    """A rich console on stdout that never hard-wraps a line (a pipe or a file gets each line
+    whole, however long); tables still fit its width. Made afresh for each command, so that it
+    takes the width of the terminal (or COLUMNS) of the moment."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
 
