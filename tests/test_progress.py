@@ -336,3 +336,15 @@ def test_journals_name_their_group(tmp_path):
 
     first = json.loads(Path(tmp_path / "c.jsonl").read_text().splitlines()[0])
     assert first["group"] == "abc"
+
+
+def test_the_layout_stays_put_while_the_numbers_grow():
+    """The bar does not jump between one and two lines as counts and rate get wider."""
+    start = Snapshot("grid", 0, 400, 0, 1.0, None, "1/4 grid=…/grid.fits continuum_order=3")
+    later = Snapshot("grid", 170, 400, 12, 25.6, 7.0, start.group)
+
+    for width in (80, 120):
+        early, late = rendered(start, width), rendered(later, width)
+        assert len(early) == len(late)
+        assert early[0].index("━") == late[0].index("━")
+        assert len(early[0].split(" ")[1]) == len(late[0].split(" ")[1])  # the bar's width

@@ -8,6 +8,7 @@ times side by side do not say which is which.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from astra_cli.cli.tally import Snapshot, clock_time, rate_text
@@ -20,6 +21,8 @@ MIN_BAR = 10
 ROOMY_BAR = 20
 """The times and the group share the bar's line only if the bar keeps at least this much."""
 MAX_BAR = 40
+WIDEST_RATE = 999.9
+"""A rate as wide as rates get on one machine, to lay the bar out for."""
 
 
 def counts_text(snapshot: Snapshot) -> str:
@@ -50,13 +53,18 @@ class BarView:
         snapshot, width = self.snapshot, options.max_width
         head, counts, times = snapshot.method, counts_text(snapshot), times_text(snapshot)
         group = f"group {snapshot.group}" if snapshot.group else ""
+        # The layout is chosen for the widest the numbers can get, so that it stays put
+        # while they grow.
+        widest = counts_text(replace(snapshot, done=snapshot.total, failed=snapshot.total,
+                                     rate=WIDEST_RATE))  # fmt: skip
         fixed = len(head) + 2  # the spaces either side of the bar
-        first = [counts, times, group]
-        while len(first) > 1 and fixed + len("  ".join(first)) + ROOMY_BAR > width:
-            first.pop()  # the group first, then the times, go to a second line
-        second = "  ".join(part for part in [counts, times, group][len(first) :] if part)
-        text = "  ".join(part for part in first if part)
-        bar_width = min(MAX_BAR, width - fixed - len(text))
+        parts = [widest, times, group]
+        first = 3
+        while first > 1 and fixed + len("  ".join(parts[:first])) + ROOMY_BAR > width:
+            first -= 1  # the group first, then the times, go to a second line
+        text = "  ".join(part for part in [counts, times, group][:first] if part)
+        second = "  ".join(part for part in [counts, times, group][first:] if part)
+        bar_width = min(MAX_BAR, width - fixed - len("  ".join(p for p in parts[:first] if p)))
         line = Table.grid(padding=(0, 1))
         line.add_column(no_wrap=True)
         if bar_width >= MIN_BAR:

@@ -204,7 +204,7 @@ class RichProgress:
         self.tally.chunk_done(result, summary)
 
     def notice(self, text: str) -> None:
-        self._console.print(text, markup=False, highlight=False, soft_wrap=True)
+        self._console.print(text, markup=False, highlight=False)
 
     def finished(self, summary: Summary) -> None:
         if self._live is not None:
