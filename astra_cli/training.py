@@ -4,7 +4,7 @@ spectra, fit, save. The Cannon is the one model trained here (`astra train canno
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,14 @@ from astra_cli.methods.base import Param
 from astra_cli.science.cannon import CannonModel
 
 MIN_TRAINING_SPECTRA = 20
+
+StageProgress = Callable[[str, int, int], None]
+"""`(stage, done, total)`: what training is doing (`reading 300 spectra`) and how far it got,
+for a display; called as each step of a stage ends, and with 0 done as a stage begins."""
+
+
+def _silent(stage: str, done: int, total: int) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -70,19 +78,29 @@ def read_labelled(
 
 
 def train_cannon(
-    training: LabelledSpectra, output: str | Path, *, continuum_order: int = 4
+    training: LabelledSpectra,
+    output: str | Path,
+    *,
+    continuum_order: int = 4,
+    progress: StageProgress = _silent,
 ) -> CannonModel:
-    """Read and normalise the spectra, train the Cannon, write the model to `output`."""
+    """Read and normalise the spectra, train the Cannon, write the model to `output`.
+
+    The time goes into reading the spectra and fitting every pixel once per candidate
+    scatter; `progress` hears of both, step by step."""
     from astra_cli.io.spectra import SpectrumReadError, read_spectrum
     from astra_cli.science import cannon
     from astra_cli.science.continuum import normalise
 
     spectra = []
-    for path in training.paths:
+    reading = f"reading {len(training.paths)} spectra"
+    progress(reading, 0, len(training.paths))
+    for count, path in enumerate(training.paths, start=1):
         try:
             spectra.append(read_spectrum(path))
         except SpectrumReadError as error:
             raise UsageError(f"training spectrum {error}") from None
+        progress(reading, count, len(training.paths))
     wavelength = spectra[0].wavelength
     for spectrum in spectra:
         if spectrum.wavelength.shape != wavelength.shape or not np.allclose(
@@ -94,7 +112,12 @@ def train_cannon(
             )
     flux = np.stack([spectrum.flux for spectrum in spectra])
     ivar = np.stack([np.where(spectrum.bad, 0.0, spectrum.ivar) for spectrum in spectra])
+    progress("normalising", 0, 1)
     normalised, weight = normalise(wavelength, flux, ivar, order=continuum_order)
+    progress("normalising", 1, 1)
+    trials = len(cannon.SCATTER_GRID)
+    fitting = f"fitting {flux.shape[1]} pixels at {trials} trial scatters"
+    progress(fitting, 0, trials)
     model = cannon.train(
         training.labels,
         normalised,
@@ -102,6 +125,7 @@ def train_cannon(
         label_names=training.label_names,
         wavelength=wavelength,
         continuum_order=continuum_order,
+        progress=lambda done, total: progress(fitting, done, total),
     )
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

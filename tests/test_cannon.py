@@ -117,9 +117,13 @@ def synthetic_training_set(count: int, seed: int = 3):
 def test_train_then_write_and_read_round_trips_the_model(tmp_path):
     labels, wavelength, flux, ivar = synthetic_training_set(60)
     names = ("teff", "logg", "fe_h")
+    steps: list[tuple[int, int]] = []
     model = cannon.train(
-        labels, flux, ivar, label_names=names, wavelength=wavelength, continuum_order=3
-    )
+        labels, flux, ivar, label_names=names, wavelength=wavelength, continuum_order=3,
+        progress=lambda done, total: steps.append((done, total)),
+    )  # fmt: skip
+    # Every pixel is fitted once per candidate scatter, and each pass is reported.
+    assert steps == [(step, len(cannon.SCATTER_GRID)) for step in range(1, 33)]
     path = tmp_path / "my-cannon.fits"
     cannon.write_cannon(model, path)
 

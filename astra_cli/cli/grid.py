@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from astra_cli.cli.console import print_json, stderr_console
+from astra_cli.cli.console import print_json, stderr_console, stdout_console
 from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.helptext import Command, Group
 from astra_cli.cli.options import Json, Verbose
@@ -101,10 +101,9 @@ def describe(grid: GridData, fmt: str) -> dict[str, Any]:
 
 
 def _render(described: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = stdout_console()
     megabytes = described["bytes"] / 1e6
     console.print(
         f"{described['path']}: {described['format_description']}, {megabytes:.1f} MB",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from astra_cli.cli.clickparts import ClickCommand
-from astra_cli.cli.console import print_json, stderr_console
+from astra_cli.cli.console import print_json, stderr_console, stdout_console
 from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.examples import plan_examples
 from astra_cli.cli.inputs import prepare_invocation
@@ -81,33 +81,39 @@ def group_notes(method: str, group: Group) -> list[str]:
 
 
 def render_plan(plan: Plan, heading: str = "") -> None:
-    """A table of groups on stdout: the plan is this command's result."""
-    from rich.console import Console
+    """A table of groups on stdout: the plan is this command's result. Each group by the
+    options that set it apart (paths by their distinguishing end), and under the table what
+    every group shares and the paths in full (`labels.tell_apart`)."""
+    from rich import box
     from rich.table import Table
 
+    from astra_cli.cli.labels import legend, tell_apart
     from astra_cli.cli.progress import describe_plan
 
-    title = f"{heading} {describe_plan(plan)}".strip()
-    table = Table(title=title, title_justify="left")
-    for column in ("group", "significant options", "requested", "done", "to run", "chunks"):
-        table.add_column(column, justify="right" if column not in ("group",) else "left")
-    table.columns[1].justify = "left"
+    console = stdout_console()
+    console.print(f"{heading} {describe_plan(plan)}".strip(), markup=False)
     details = plan_as_dict(plan)["groups"]
-    for group in details:
-        options = " ".join(f"{k}={v}" for k, v in group["options"].items()) or "(none)"
+    apart = tell_apart([group["options"] for group in details])
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    table.add_column("group", no_wrap=True)
+    table.add_column("options", overflow="fold")
+    for column in ("requested", "done", "to run", "chunks"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for index, group in enumerate(details):
         table.add_row(
             group["key"],
-            options,
+            apart.cell(index, "\n") or "(none)",
             str(group["requested"]),
             str(group["already_done"]),
             str(group["to_run"]),
             str(len(group["chunks"])),
         )
-    console = Console()
     console.print(table)
+    for line in legend(apart):
+        console.print(line, markup=False)
     for group in details:
         for note in group["notes"]:
-            console.print(f"group {group['key']}: {note}", markup=False, highlight=False)
+            console.print(f"group {group['key']}: {note}", markup=False)
     if plan.skipped_failed:
         stderr_console().print(
             f"{plan.skipped_failed} run(s) failed before and will not be retried "

@@ -4,11 +4,16 @@ otherwise (cron logs, pipes), and `--log-file`. Always on stderr: stdout is for 
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
+
+from astra_cli.cli.tally import Snapshot, Tally, clock_time, rate_text
 
 if TYPE_CHECKING:
     from astra_cli.engine.planner import Plan
+    from astra_cli.engine.progress import InFlight
     from astra_cli.engine.worker import ChunkResult
     from astra_cli.vocabulary import Summary
 
@@ -85,71 +90,143 @@ def describe_plan(plan: Plan) -> str:
 
 
 class LineProgress:
-    """Timestamped lines, at most one per LINE_INTERVAL_SECONDS, for logs and pipes."""
+    """Timestamped lines for logs and pipes: the plan, then at most one line per
+    LINE_INTERVAL_SECONDS while runs finish (how many, the rate, the time left, the group),
+    whole however long (a log is not a terminal: nothing wraps it but the reader).
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    A thread ticks every `tick_seconds` so that a log moves on within long chunks too (the
+    running chunks' journals say how far they got); None leaves ticking to the caller (tests).
+    """
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        tick_seconds: float | None = 1.0,
+    ) -> None:
         self.stream = stream or sys.stderr
-        self._total = 0
+        self.tally = Tally(clock)
+        self._clock = clock
+        self._tick_seconds = tick_seconds
+        self._ticker: Ticker | None = None
+        self._said = threading.Lock()
         self._last = 0.0
+        self._last_done = 0
 
     def _say(self, text: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        print(f"[{stamp}] astra: {text}", file=self.stream, flush=True)
+        with self._said:
+            print(f"[{stamp}] astra: {text}", file=self.stream, flush=True)
 
     def started(self, plan: Plan) -> None:
-        self._total = plan.to_run
-        self._last = time.monotonic()
+        self.tally.start(plan)
+        self._last, self._last_done = self._clock(), 0
         self._say(describe_plan(plan))
+        if self._tick_seconds is not None and self._ticker is None:
+            self._ticker = Ticker(self._tick_seconds, self.tick)
+
+    def watch(self, in_flight: InFlight) -> None:
+        self.tally.watch(in_flight)
 
     def chunk_done(self, result: ChunkResult, summary: Summary) -> None:
-        now = time.monotonic()
-        if now - self._last >= LINE_INTERVAL_SECONDS:
-            self._last = now
-            self._say(f"{summary.ran}/{self._total} runs done, {summary.failed} failed")
+        self.tally.chunk_done(result, summary)
+        self.tick()
+
+    def tick(self) -> None:
+        """Say how far the plan got, if LINE_INTERVAL_SECONDS passed since the last line and
+        runs finished since."""
+        self.tally.read_journals()
+        snapshot = self.tally.snapshot()
+        now = self._clock()
+        if now - self._last < LINE_INTERVAL_SECONDS or snapshot.done == self._last_done:
+            return
+        self._last, self._last_done = now, snapshot.done
+        self._say(progress_line(snapshot))
 
     def notice(self, text: str) -> None:
         self._say(text)
 
     def finished(self, summary: Summary) -> None:
-        pass
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+
+
+def progress_line(snapshot: Snapshot) -> str:
+    """`grid: 40/100 runs done, 3 failed, 12.3 spectra/s, elapsed 0:00:12, left ~0:00:05,
+    group 2/4 grid=…/grid-b.fits`."""
+    remaining = snapshot.remaining
+    left = "?" if remaining is None else f"~{clock_time(remaining)}"
+    group = f", group {snapshot.group}" if snapshot.group else ""
+    return (
+        f"{snapshot.method}: {snapshot.done}/{snapshot.total} runs done, {snapshot.failed} "
+        f"failed, {rate_text(snapshot.rate)}, elapsed {clock_time(snapshot.elapsed)}, "
+        f"left {left}{group}"
+    )
 
 
 class RichProgress:
-    """A live progress bar on an interactive terminal."""
+    """A live bar on an interactive terminal (`bar.BarView`), redrawn a few times a second;
+    each redraw reads how far the running chunks got, so the bar moves within long chunks."""
 
-    def __init__(self, console: Any) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+    REFRESHES_PER_SECOND = 4
 
+    def __init__(self, console: Any, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._console = console
-        self._bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[failed]} failed"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        self._task: Any = None
+        self.tally = Tally(clock)
+        self._live: Any = None
+
+    def view(self) -> Any:
+        """What the bar shows now (read from the journals first)."""
+        from astra_cli.cli.bar import BarView
+
+        self.tally.read_journals()
+        return BarView(self.tally.snapshot())
 
     def started(self, plan: Plan) -> None:
-        self._console.print(describe_plan(plan))
-        self._task = self._bar.add_task(plan.method, total=plan.to_run, failed=0)
-        self._bar.start()
+        from rich.live import Live
+
+        self._console.print(describe_plan(plan), markup=False, highlight=False)
+        self.tally.start(plan)
+        self._live = Live(
+            get_renderable=self.view,
+            console=self._console,
+            transient=True,
+            refresh_per_second=self.REFRESHES_PER_SECOND,
+        )
+        self._live.start()
+
+    def watch(self, in_flight: InFlight) -> None:
+        self.tally.watch(in_flight)
 
     def chunk_done(self, result: ChunkResult, summary: Summary) -> None:
-        self._bar.update(self._task, completed=summary.ran, failed=summary.failed)
+        self.tally.chunk_done(result, summary)
 
     def notice(self, text: str) -> None:
-        self._bar.console.print(text, markup=False, highlight=False)
+        self._console.print(text, markup=False, highlight=False)
 
     def finished(self, summary: Summary) -> None:
-        self._bar.stop()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+class Ticker:
+    """Calls `tick` every `seconds` from a daemon thread until stopped."""
+
+    def __init__(self, seconds: float, tick: Callable[[], None]) -> None:
+        self._stop = threading.Event()
+        self._seconds = seconds
+        self._tick = tick
+        self._thread = threading.Thread(target=self._run, name="astra-progress", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._seconds):
+            self._tick()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()

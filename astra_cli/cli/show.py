@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from astra_cli.cli.console import print_json
+from astra_cli.cli.console import print_json, stdout_console
 from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.options import Json, ReadStoreDir, Verbose
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR
@@ -80,9 +80,7 @@ def describe_run(run: RunRecord, output_dir: Path) -> dict[str, Any]:
 
 
 def render_runs(described: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-
-    console = Console()
+    console = stdout_console()
     for run in described:
         console.print(
             f"{run['method']} (group {run['group']}): {run['status']}", markup=False, style="bold"
@@ -99,7 +97,7 @@ def render_runs(described: list[dict[str, Any]]) -> None:
         }
         for name, text in lines.items():
             if text:
-                console.print(f"  {name}: {text}", markup=False, highlight=False, soft_wrap=True)
+                console.print(f"  {name}: {text}", markup=False)
 
 
 def _pairs(values: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from astra_cli.cli.clickparts import ClickCommand
-from astra_cli.cli.console import notice, print_json
+from astra_cli.cli.console import notice, print_json, stdout_console
 from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.examples import status_examples
 from astra_cli.cli.inputs import collect_invocation_inputs
@@ -95,26 +95,33 @@ def status_as_dict(plan: Plan, output_dir: str) -> dict[str, Any]:
 
 
 def render_status(report: dict[str, Any]) -> None:
-    """A table of groups on stdout: the counts are this command's result."""
-    from rich.console import Console
+    """A table of groups on stdout: the counts are this command's result. Groups are shown as
+    `astra plan` shows them: by the options that set them apart, the rest under the table."""
+    from rich import box
     from rich.table import Table
 
-    title = (
+    from astra_cli.cli.labels import legend, tell_apart
+
+    console = stdout_console()
+    console.print(
         f"{report['method']}: {report['requested']} requested in {len(report['groups'])} "
         f"group(s): {report['done']} done, {report['stale']} stale, {report['failed']} failed, "
-        f"{report['pending']} pending"
+        f"{report['pending']} pending",
+        markup=False,
     )
-    table = Table(title=title, title_justify="left")
-    table.add_column("group")
-    table.add_column("significant options")
+    apart = tell_apart([group["options"] for group in report["groups"]])
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    table.add_column("group", no_wrap=True)
+    table.add_column("options", overflow="fold")
     columns = ("requested", "done", "stale", "failed", "pending")
     for column in columns:
-        table.add_column(column, justify="right")
-    for group in report["groups"]:
-        options = " ".join(f"{k}={v}" for k, v in group["options"].items()) or "(none)"
+        table.add_column(column, justify="right", no_wrap=True)
+    for index, group in enumerate(report["groups"]):
         counts = (group[name] for name in columns)
-        table.add_row(group["key"], options, *map(str, counts))
-    Console().print(table)
+        table.add_row(group["key"], apart.cell(index, "\n") or "(none)", *map(str, counts))
+    console.print(table)
+    for line in legend(apart):
+        console.print(line, markup=False)
 
 
 def overview_command(
@@ -165,15 +172,16 @@ def render_overview(groups: list[dict[str, Any]], output_dir: str) -> None:
     tells two groups apart, and too long for a table's column)."""
     import datetime
 
-    from rich.console import Console
+    from rich import box
     from rich.table import Table
 
-    console = Console()
+    console = stdout_console()
     if not groups:
         console.print(f"{output_dir}: no runs yet", markup=False)
     for method in dict.fromkeys(group["method"] for group in groups):
         mine = [group for group in groups if group["method"] == method]
-        table = Table(title=f"{method}: {len(mine)} group(s) in {output_dir}", title_justify="left")
+        console.print(f"{method}: {len(mine)} group(s) in {output_dir}", markup=False)
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
         table.add_column("group", no_wrap=True)
         for column in ("ok", "failed", "stale", "flagged"):
             table.add_column(column, justify="right", no_wrap=True)
@@ -188,7 +196,7 @@ def render_overview(groups: list[dict[str, Any]], output_dir: str) -> None:
         console.print(table)
         for group in mine:
             options = " ".join(f"{k}={v}" for k, v in group["options"].items()) or "(none)"
-            console.print(f"  {group['key']}: {options}", markup=False, highlight=False)
+            console.print(f"  {group['key']}: {options}", markup=False)
 
 
 class StatusGroup(MethodGroup):

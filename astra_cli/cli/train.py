@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -85,10 +86,19 @@ def train_cannon_command(
 
             raise UsageError(f"--output {output} exists; add --overwrite to replace it")
         training = read_labelled(from_file, names, data_root=data_root, file_format=manifest_format)
-        with console.status(f"training on {len(training.paths)} spectra ..."):
-            model = train_cannon(training, output, continuum_order=continuum_order)
+        with stage_progress(console) as progress:
+            model = train_cannon(
+                training, output, continuum_order=continuum_order, progress=progress
+            )
     console.print(
         f"trained a Cannon model of {', '.join(names)} on {model.n_train} spectra, "
         f"{int(model.trained_pixels.sum())} pixels: {output}",
         markup=False,
     )
+
+
+def stage_progress(console: Any) -> Any:
+    """A bar per stage on a terminal, a line per stage in a log or a pipe."""
+    from astra_cli.cli.stages import StageBar, StageLines
+
+    return StageBar(console) if sys.stderr.isatty() else StageLines(sys.stderr)

@@ -5,6 +5,9 @@ worker dies (killed by the OS, a segfault) or the invocation is interrupted, tha
 never arrives; the journal is what is left, and says which runs finished (their results are kept),
 which one was in hand (it is the one that failed), and which were never started (they are run
 again). One JSON object per line, flushed after each, so a line is either whole or absent.
+
+The invoking process also reads the journals of chunks still running, to show progress within
+a chunk (`JournalWatcher`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import fcntl
 import json
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +26,10 @@ from typing import IO, Any
 from astra_cli.vocabulary import Outcome
 
 JOURNAL_DIRNAME = ".journals"
+FINISHED = "finished"
+_FINISHED_LINE = b'{"%s":' % FINISHED.encode()
+"""How a finished run's line starts (`ChunkJournal._write` puts no space after the brace):
+enough to count finished runs without parsing their results."""
 
 
 class ChunkJournal:
@@ -31,12 +39,12 @@ class ChunkJournal:
     disk, say) the chunk goes on without one.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, group_key: str = "") -> None:
         try:
             self._file: IO[str] | None = open(path, "a", encoding="utf-8")  # noqa: SIM115
         except OSError:
             self._file = None
-        self._write({"pid": os.getpid()})
+        self._write({"pid": os.getpid(), "group": group_key})
 
     def loading(self) -> None:
         self._write({"loading": True})
@@ -48,7 +56,7 @@ class ChunkJournal:
         self._write({"started": observations})
 
     def finished(self, outcome: Outcome) -> None:
-        self._write({"finished": outcome.to_dict()})
+        self._write({FINISHED: outcome.to_dict()})
 
     def close(self) -> None:
         if self._file is not None:
@@ -148,3 +156,79 @@ def read_journal(path: str | Path) -> JournalState:
     done = {outcome.observation for outcome in state.finished}
     state.in_progress = [key for key in started if key not in done]
     return state
+
+
+@dataclass(frozen=True)
+class ChunkInFlight:
+    """What a running chunk's journal says so far."""
+
+    group_key: str
+    finished: int
+    """Runs finished (ok or failed) in this chunk so far."""
+
+
+@dataclass
+class _Followed:
+    offset: int = 0
+    """Bytes read so far: up to the end of the last whole line."""
+    group_key: str = ""
+    finished: int = 0
+
+
+class JournalWatcher:
+    """Counts the runs finished in the chunks of one invocation's journal directory while
+    they run, for progress within a chunk: a chunk's result comes back to the invoking process
+    only when the whole chunk is done.
+
+    Each call reads only what the journals gained since the last one (their sizes tell), and
+    counts finished lines by how they start, without parsing them: cheap enough to call a few
+    times a second. A journal removed (its chunk's result came back, or the invocation ended)
+    is forgotten. Calls from several threads take turns.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self._followed: dict[str, _Followed] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self) -> dict[str, ChunkInFlight]:
+        """{chunk id: what its journal says} for every chunk whose journal exists now."""
+        with self._lock:
+            return self._read()
+
+    def _read(self) -> dict[str, ChunkInFlight]:
+        try:
+            paths = {path.stem: path for path in self.directory.glob("*.jsonl")}
+        except OSError:
+            paths = {}
+        for gone in set(self._followed) - set(paths):
+            del self._followed[gone]
+        found = {}
+        for chunk_id, path in paths.items():
+            followed = self._followed.setdefault(chunk_id, _Followed())
+            if not _read_new_lines(path, followed):
+                self._followed.pop(chunk_id, None)
+                continue
+            found[chunk_id] = ChunkInFlight(followed.group_key, followed.finished)
+        return found
+
+
+def _read_new_lines(path: Path, followed: _Followed) -> bool:
+    """Count the whole lines a journal gained since `followed.offset`; False if it is gone."""
+    try:
+        with open(path, "rb") as journal:
+            if os.fstat(journal.fileno()).st_size <= followed.offset:
+                return True
+            journal.seek(followed.offset)
+            new = journal.read()
+    except OSError:
+        return False
+    whole = new[: new.rfind(b"\n") + 1]  # a line still being written waits for the next call
+    followed.offset += len(whole)
+    for line in whole.splitlines():
+        if line.startswith(_FINISHED_LINE):
+            followed.finished += 1
+        elif not followed.group_key and line.startswith(b'{"pid"'):
+            with contextlib.suppress(ValueError):
+                followed.group_key = str(json.loads(line).get("group", ""))
+    return True

@@ -19,11 +19,11 @@ from collections.abc import Iterator, Sequence
 from types import FrameType
 
 from astra_cli.engine.backends import Backend, processes_started
-from astra_cli.engine.journal import JournalArea
+from astra_cli.engine.journal import JournalArea, JournalWatcher
 from astra_cli.engine.locks import GroupLocks
 from astra_cli.engine.planner import Chunk, Group, Plan, classify
 from astra_cli.engine.pool import ChunkTasks, execute
-from astra_cli.engine.progress import Progress, SilentProgress
+from astra_cli.engine.progress import Progress, SilentProgress, watch_chunks
 from astra_cli.engine.upstream import inputs_for
 from astra_cli.engine.worker import ChunkResult, ChunkTask, WorkItem
 from astra_cli.errors import AstraError
@@ -99,6 +99,7 @@ def execute_plan(
     numbering = ChunkTasks(journals.directory, invocation, str(store.output_dir))
     committer = _Committer(plan, store, summary)
     progress.started(plan)
+    watch_chunks(progress, JournalWatcher(journals.directory))
     remaining = [group for group in plan.groups if group.observations]
     try:
         with _sigterm_interrupts():

@@ -114,7 +114,7 @@ def watch_parent(parent: int) -> None:
 def run_chunk(task: ChunkTask) -> ChunkResult:
     """Analyse one chunk in a worker: get the group's model (loading it at most once per
     process), then analyse every observation, journaling as it goes."""
-    journal = ChunkJournal(task.journal)
+    journal = ChunkJournal(task.journal, task.group_key)
     try:
         method = load_method(task.method)(**task.options)
         try:

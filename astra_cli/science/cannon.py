@@ -18,6 +18,7 @@ HDU "S2" (NPIX), HDU "WAVELENGTH" (NPIX, Angstrom).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -96,8 +97,12 @@ def train(
     label_names: tuple[str, ...],
     wavelength: np.ndarray,
     continuum_order: int,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CannonModel:
-    """Fit theta and s^2 for every pixel from normalised training spectra (N, P)."""
+    """Fit theta and s^2 for every pixel from normalised training spectra (N, P).
+
+    Every pixel is fitted once per candidate scatter (SCATTER_GRID), which is where the time
+    goes; `progress(done, total)` is called after each."""
     labels = np.asarray(labels, dtype=float)
     offsets = labels.mean(axis=0)
     scales = labels.std(axis=0)
@@ -109,7 +114,7 @@ def train(
     best_cost = np.full(flux.shape[1], np.inf)
     theta = np.zeros((flux.shape[1], terms))
     s2 = np.zeros(flux.shape[1])
-    for scatter in SCATTER_GRID:
+    for step, scatter in enumerate(SCATTER_GRID, start=1):
         weight = 1.0 / (variance + scatter)  # 0 where there is no data
         normal = (weight.T @ outer).reshape(-1, terms, terms)
         rhs = (weight * flux).T @ design
@@ -123,6 +128,8 @@ def train(
         cost = np.sum(weight * residual**2, axis=0) - np.sum(log_weight, axis=0)
         better = usable & (cost < best_cost)
         best_cost[better], theta[better], s2[better] = cost[better], solution[better], scatter
+        if progress is not None:
+            progress(step, len(SCATTER_GRID))
     model = CannonModel(
         tuple(label_names), offsets, scales, theta, s2, np.asarray(wavelength, float),
         int(continuum_order), len(labels),

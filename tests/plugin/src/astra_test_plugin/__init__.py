@@ -3,7 +3,8 @@
 for real.
 
 Observations whose file name contains `fail` raise in `analyse`; `crash` kills the worker
-process with SIGKILL, as the OS does to a process that runs out of memory.
+process with SIGKILL, as the OS does to a process that runs out of memory; `wait` waits for
+the file `--gate` names to exist (a test holds a chunk half done).
 """
 
 import os
@@ -23,6 +24,7 @@ class Counting(Method):
     load_log = Param("", significant=False, help="File that each model load appends a line to.")
     delay = Param(0.0, significant=False, help="Seconds to sleep per observation.")
     run_log = Param("", significant=False, help="File that each analysis appends a line to.")
+    gate = Param("", significant=False, help="File an observation named `wait` waits for.")
 
     def load_model(self):
         if self.load_log:
@@ -36,6 +38,8 @@ class Counting(Method):
             os.kill(os.getpid(), signal.SIGKILL)
         if "fail" in name:
             raise ValueError(f"asked to fail on {name}")
+        while "wait" in name and self.gate and not os.path.exists(self.gate):
+            time.sleep(0.02)
         time.sleep(self.delay)
         if self.run_log:
             with open(self.run_log, "a") as log:
