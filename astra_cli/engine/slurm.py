@@ -196,7 +196,10 @@ def resolve(
         )
     extra = pick("extra")
     if isinstance(extra, str):  # from the environment: shell words
-        extra = tuple(shlex.split(extra))
+        try:
+            extra = tuple(shlex.split(extra))
+        except ValueError as error:
+            raise UsageError(f"{said['extra']}: {error}") from None
     return SlurmRequest(
         jobs=number_of_jobs,
         cores=cores,
@@ -372,8 +375,14 @@ class SlurmSession:
         if self._cluster is None:
             return
         with _signals_held():
+            ids = self.job_ids()
             cluster, self._cluster = self._cluster, None
-            cluster.close()
+            try:
+                cluster.close()
+            except Exception:  # dask's shutdown failed: still, no job may outlive astra
+                if ids:
+                    with contextlib.suppress(UsageError, OSError):
+                        _slurm_command("scancel", *ids)
 
 
 @contextlib.contextmanager
