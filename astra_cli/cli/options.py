@@ -218,7 +218,7 @@ SLURM_MEMORY = _option(
 SLURM_WALLTIME = _option(
     "slurm_walltime", str | None, None, "--slurm-walltime", metavar="TIME", panel=SLURM_PANEL,
     help="Time limit of each job (HH:MM:SS, D-HH:MM:SS): enough for the whole invocation. "
-    "\\[default: ASTRA_SLURM_WALLTIME, jobqueue.slurm.walltime, 00:30:00]",
+    "\\[default: ASTRA_SLURM_WALLTIME, else jobqueue.slurm.walltime: 00:30:00 unless set]",
 )  # fmt: skip
 SLURM_ACCOUNT = _option(
     "slurm_account", str | None, None, "--slurm-account", metavar="NAME", panel=SLURM_PANEL,
