@@ -19,6 +19,7 @@ from astra_cli.engine.planner import Plan, make_plan
 from astra_cli.engine.progress import Progress
 from astra_cli.engine.requests import check_prerequisites, request_sets
 from astra_cli.engine.runner import execute_plan
+from astra_cli.engine.slurm import SlurmOptions, slurm_options
 from astra_cli.engine.upstream import upstream_plans
 from astra_cli.io.identifiers import IdentifierResolver, identifier_sources, observation_from_path
 from astra_cli.io.manifest import BadRowsError, ManifestRequests, read_manifests
@@ -223,6 +224,7 @@ def run(
     scheduler: str | None = None,
     scheduler_file: str | os.PathLike[str] | None = None,
     dask_timeout: float = DEFAULT_DASK_TIMEOUT,
+    slurm: SlurmOptions | Mapping[str, Any] | None = None,
     progress: Progress | None = None,
     **options: Any,
 ) -> Summary:
@@ -241,6 +243,11 @@ def run(
         A joblib backend (loky, threading, sequential) or "dask": with a scheduler address or
         file, or neither for a local cluster of `jobs` workers; a dask cluster without a
         worker for `dask_timeout` seconds is given up on (NoWorkersError).
+    slurm
+        With backend "slurm": the jobs to submit, as `engine.slurm.SlurmOptions` or a mapping
+        of its fields (`{"partition": "cpu", "jobs": 8, "memory": "8GB"}`); what is not said
+        comes from `jobs`, ASTRA_SLURM_* and dask-jobqueue's configuration, as on the command
+        line. Checked against the cluster before anything is read or planned.
 
     Returns the Summary; results are in the store under `output_dir`.
 
@@ -249,6 +256,9 @@ def run(
         import astra_cli
         summary = astra_cli.run("snr", ["apVisit-r13-5095-55844-128.fits"], jobs=1)
     """
+    chosen = Backend.chosen(
+        backend, jobs, scheduler, scheduler_file, dask_timeout, slurm_options(slurm)
+    )
     paths: list[str | os.PathLike[str]] = []
     identifiers: list[Mapping[str, str]] = []
     given: list[Observation] = []
@@ -266,7 +276,6 @@ def run(
         name: list(value) if isinstance(value, (list, tuple)) else [value]
         for name, value in options.items()
     }
-    chosen = Backend.chosen(backend, jobs, scheduler, scheduler_file, dask_timeout)
     plan = prepare(
         method,
         found,

@@ -186,6 +186,9 @@ class Summary:
     """Worker processes started (0 when the chunks ran in this process or on a cluster astra
     did not start): no more than the chunks (but 2 for a lone chunk), whatever --jobs says."""
     model_loads: int = 0
+    slurm_jobs: dict[str, int] = field(default_factory=dict)
+    """Chunks each SLURM job ran (by SLURM_JOB_ID): where the work was done, with
+    --backend slurm (or inside a SLURM allocation)."""
     wall_seconds: float = 0.0
     interrupted: bool = False
     signal: str | None = None

@@ -104,7 +104,7 @@ def test_option_names_complete_from_a_prefix():
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("astra analyse snr --backend ", {"loky", "threading", "sequential"}),
+        ("astra analyse snr --backend ", {"loky", "threading", "sequential", "dask", "slurm"}),
         ("astra analyse grid --format ", {"text", "csv", "tsv", "ecsv", "fits", "jsonl"}),
         ("astra status rv --format ", {"text", "csv", "tsv", "ecsv", "fits", "jsonl"}),
         ("astra results grid --format ", {"fits", "ecsv", "csv"}),

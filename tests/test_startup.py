@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-HEAVY = ("numpy", "astropy", "joblib", "sdss_access")
+HEAVY = ("numpy", "astropy", "joblib", "sdss_access", "dask", "distributed", "dask_jobqueue")
 
 
 def imported_modules(*args: str, env: dict | None = None) -> set[str]:

@@ -28,15 +28,27 @@ if TYPE_CHECKING:
 def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
     from astra_cli.engine.backends import Backend
     from astra_cli.engine.runner import execute_plan
+    from astra_cli.engine.slurm import SlurmOptions
 
     running, report = invocation.running, invocation.report
     with reported_errors(report.verbose, json_document=report.json):
+        slurm = SlurmOptions(
+            partition=running.slurm_partition,
+            jobs=running.slurm_jobs,
+            cores=running.slurm_cores,
+            memory=running.slurm_memory,
+            walltime=running.slurm_walltime,
+            account=running.slurm_account,
+            extra=tuple(running.slurm_extra),
+        )
+        # Before planning: a SLURM request no node can run is refused before anything is done.
         backend = Backend.chosen(
             running.backend,
             invocation.planning.jobs,
             running.scheduler,
             running.scheduler_file,
             running.dask_timeout,
+            slurm,
         )
         warn_of_oversubscription(backend)
         if running.log_file is not None:
@@ -110,10 +122,12 @@ def progress_for(quiet: bool, log_file: Path | None = None) -> Progress:
 
 def render_summary(summary: Summary, *, final: bool = True) -> None:
     """The summary line, failures and hints; `final` adds where the results are."""
-    from astra_cli.cli.progress import describe_summary
+    from astra_cli.cli.progress import describe_slurm_jobs, describe_summary
 
     console = stderr_console()
     console.print(describe_summary(summary), markup=False, highlight=False)
+    if summary.slurm_jobs:
+        console.print(describe_slurm_jobs(summary), markup=False, highlight=False)
     render_failures(summary)
     hints = []
     if summary.skipped_failed:

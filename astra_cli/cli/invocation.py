@@ -60,6 +60,13 @@ class RunOptions:
     dask_timeout: float = DEFAULT_DASK_TIMEOUT
     wait: bool = False
     log_file: Path | None = None
+    slurm_partition: str | None = None
+    slurm_jobs: int | None = None
+    slurm_cores: int | None = None
+    slurm_memory: str | None = None
+    slurm_walltime: str | None = None
+    slurm_account: str | None = None
+    slurm_extra: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from astra_cli.io.store import DEFAULT_OUTPUT_DIR
 
 INPUT_PANEL = "Observations"
 COMMON_PANEL = "Execution and output"
+SLURM_PANEL = "SLURM (with --backend slurm)"
 
 IDENTIFIER_PREFIX = "id__"
 """Parameter names of the per-key identifier options: `id__release`, ..."""
@@ -170,13 +171,14 @@ DATA_ROOT = _option(
 )  # fmt: skip
 JOBS = _option(
     "jobs", int | None, None, "--jobs", "-j", metavar="N",
-    help="Worker processes (no more than the chunks); -1 is every core, -2 every core but one. "
-    "\\[default: every core]",
+    help="Worker processes (no more than the chunks); -1 is every core, -2 every core but one; "
+    "with --backend slurm, SLURM jobs (see --slurm-jobs). \\[default: every core]",
 )  # fmt: skip
 BACKEND = _option(
     "backend", Literal[BACKENDS], "loky", "--backend", metavar="NAME",
-    help="joblib backend: loky (processes), threading, sequential (in this process), or dask "
-    "(a dask.distributed cluster: --scheduler, --scheduler-file).",
+    help="joblib backend: loky (processes), threading, sequential (in this process), dask "
+    "(a dask.distributed cluster: --scheduler, --scheduler-file), or slurm (dask workers in "
+    "SLURM jobs that astra submits and cancels: the SLURM options).",
 )  # fmt: skip
 SCHEDULER = _option(
     "scheduler", str | None, None, "--scheduler", metavar="ADDRESS",
@@ -189,9 +191,49 @@ SCHEDULER_FILE = _option(
 )  # fmt: skip
 DASK_TIMEOUT = _option(
     "dask_timeout", float, DEFAULT_DASK_TIMEOUT, "--dask-timeout", metavar="SECONDS",
-    help="With --backend dask: give up (exit code 1, what finished kept) when the cluster "
-    "has had no worker for this long.",
+    help="With --backend dask or slurm: give up (exit code 1, what finished kept) when the "
+    "cluster has had no worker for this long (on SLURM: the jobs' queue state is said; "
+    "raise it for a busy queue).",
 )  # fmt: skip
+SLURM_PARTITION = _option(
+    "slurm_partition", str | None, None, "--slurm-partition", metavar="NAME", panel=SLURM_PANEL,
+    help="Partition of the jobs (#SBATCH -p). \\[default: ASTRA_SLURM_PARTITION, dask-jobqueue's "
+    "jobqueue.slurm.queue, else SLURM's default partition]",
+)  # fmt: skip
+SLURM_JOBS = _option(
+    "slurm_jobs", int | None, None, "--slurm-jobs", metavar="N", panel=SLURM_PANEL,
+    help="SLURM jobs to run at most, each --slurm-cores worker processes; no more than the "
+    "chunks need. \\[default: --jobs, ASTRA_SLURM_JOBS, else 1]",
+)  # fmt: skip
+SLURM_CORES = _option(
+    "slurm_cores", int | None, None, "--slurm-cores", metavar="N", panel=SLURM_PANEL,
+    help="Cores of each job, one single-threaded worker process (one model cache) on each. "
+    "\\[default: ASTRA_SLURM_CORES, jobqueue.slurm.cores, else 1]",
+)  # fmt: skip
+SLURM_MEMORY = _option(
+    "slurm_memory", str | None, None, "--slurm-memory", metavar="SIZE", panel=SLURM_PANEL,
+    help="Memory of each job (4GB, 500MB), shared by its workers. \\[default: "
+    "ASTRA_SLURM_MEMORY, jobqueue.slurm.memory, else 2GB per core]",
+)  # fmt: skip
+SLURM_WALLTIME = _option(
+    "slurm_walltime", str | None, None, "--slurm-walltime", metavar="TIME", panel=SLURM_PANEL,
+    help="Time limit of each job (HH:MM:SS, D-HH:MM:SS): enough for the whole invocation. "
+    "\\[default: ASTRA_SLURM_WALLTIME, else jobqueue.slurm.walltime: 00:30:00 unless set]",
+)  # fmt: skip
+SLURM_ACCOUNT = _option(
+    "slurm_account", str | None, None, "--slurm-account", metavar="NAME", panel=SLURM_PANEL,
+    help="Account charged for the jobs (#SBATCH -A). \\[default: ASTRA_SLURM_ACCOUNT, "
+    "jobqueue.slurm.account, else none]",
+)  # fmt: skip
+SLURM_EXTRA = _option(
+    "slurm_extra", list[str] | None, None, "--slurm-extra", metavar="OPTION", panel=SLURM_PANEL,
+    help="An extra #SBATCH line, such as --constraint=cpu (repeatable). \\[default: "
+    "ASTRA_SLURM_EXTRA (shell words), jobqueue.slurm.job-extra-directives]",
+)  # fmt: skip
+SLURM_OPTIONS = [
+    SLURM_PARTITION, SLURM_JOBS, SLURM_CORES, SLURM_MEMORY, SLURM_WALLTIME, SLURM_ACCOUNT,
+    SLURM_EXTRA,
+]  # fmt: skip
 CHUNK_SIZE = _option(
     "chunk_size", int | None, None, "--chunk-size", metavar="N",
     help="Observations per worker call, at least 1. \\[default: enough chunks to keep every "
@@ -230,7 +272,7 @@ PLAN_OPTIONS = [
 STATUS_OPTIONS = [OUTPUT_DIR, DATA_ROOT, CHECKSUM, JSON, VERBOSE]
 ANALYSE_OPTIONS = [
     OUTPUT_DIR, DATA_ROOT, JOBS, BACKEND, SCHEDULER, SCHEDULER_FILE, DASK_TIMEOUT, CHUNK_SIZE,
-    FORCE, RETRY_FAILED, CHECKSUM, WAIT, JSON, QUIET, VERBOSE, LOG_FILE,
+    FORCE, RETRY_FAILED, CHECKSUM, WAIT, JSON, QUIET, VERBOSE, LOG_FILE, *SLURM_OPTIONS,
 ]  # fmt: skip
 
 

@@ -43,6 +43,12 @@ def describe_summary(summary: Summary) -> str:
     return line + f"; exit code {int(summary.exit_code)}"
 
 
+def describe_slurm_jobs(summary: Summary) -> str:
+    """Which SLURM job ran how many chunks: `ran in SLURM job(s) 101 (3 chunks), 102 (...)`."""
+    jobs = sorted(summary.slurm_jobs.items(), key=lambda item: (len(item[0]), item[0]))
+    return "ran in SLURM job(s) " + ", ".join(f"{job} ({_count(n, 'chunk')})" for job, n in jobs)
+
+
 class LogFile:
     """Appends to a log file, for cron: timestamped lines, one per group and per failure, and
     the summary. Opened for each line, so a log rotated meanwhile is simply recreated."""
@@ -71,6 +77,8 @@ class LogFile:
     def finished(self, summary: Summary) -> None:
         for holder in summary.locked_groups:
             self._say(f"locked by another invocation: group {holder}")
+        if summary.slurm_jobs:
+            self._say(describe_slurm_jobs(summary))
         self._say(describe_summary(summary))
 
 

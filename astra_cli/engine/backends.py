@@ -1,11 +1,12 @@
 """Where chunks run: a joblib backend on this machine, or a dask.distributed cluster.
 
 joblib runs the chunks either way; for dask it submits them to a `distributed.Client`, which
-talks to a scheduler given by address or scheduler file (a cluster on several hosts, or on
-SLURM through dask-jobqueue) or, given neither, to a local cluster of `jobs` worker processes
-started for the invocation. Each dask worker process keeps its own model cache, so a group
-still loads its model at most once per worker; results still come back to the invoking
-process, which alone writes the store.
+talks to a scheduler given by address or scheduler file (a cluster the user keeps, on several
+hosts) or, given neither, to a local cluster of `jobs` worker processes started for the
+invocation; for slurm, to dask workers in SLURM jobs that the invocation submits and cancels
+(`engine.slurm`). Each dask worker process keeps its own model cache, so a group still loads
+its model at most once per worker; results still come back to the invoking process, which
+alone writes the store.
 """
 
 from __future__ import annotations
@@ -15,19 +16,25 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from astra_cli.errors import AstraError, UsageError, spelling
 from astra_cli.exit_codes import ExitCode
 
+if TYPE_CHECKING:
+    from astra_cli.engine.slurm import SlurmOptions, SlurmRequest, SlurmSession
+
 DEFAULT_DASK_TIMEOUT = 60.0
 """Seconds a dask cluster may have no worker before the invocation gives up on it."""
 
-BACKENDS = ("loky", "threading", "sequential", "dask")
+BACKENDS = ("loky", "threading", "sequential", "dask", "slurm")
 """loky (processes, the default); threading, for methods whose work releases the GIL;
-sequential, everything in the invoking process; dask, a dask.distributed cluster."""
+sequential, everything in the invoking process; dask, a dask.distributed cluster; slurm, dask
+workers in SLURM jobs of the invocation's own."""
+CLUSTERS = ("dask", "slurm")
+"""The backends whose workers are dask workers."""
 
 
 def default_jobs() -> int:
@@ -51,7 +58,10 @@ def resolve_jobs(jobs: int | None) -> int:
 def workers_for(backend: Backend, chunks: int) -> int:
     """Worker processes to start for this many chunks: no more than there are chunks (a
     worker without a chunk only costs memory), and never 1 when more were asked for, since
-    joblib runs a lone worker in the invoking process, where a crash would take astra too."""
+    joblib runs a lone worker in the invoking process, where a crash would take astra too
+    (except on SLURM, where a worker is a job in the queue and never this process)."""
+    if backend.name == "slurm":
+        return max(1, min(backend.jobs, chunks))
     if backend.jobs <= 1 or chunks <= 0:
         return 1
     return max(2, min(backend.jobs, chunks))
@@ -70,25 +80,21 @@ class Backend:
     """A dask scheduler file (what `dask scheduler --scheduler-file` and dask-jobqueue write)."""
     dask_timeout: float = DEFAULT_DASK_TIMEOUT
     """Seconds a dask cluster may have no worker before the invocation gives up on it."""
+    slurm: SlurmRequest | None = None
+    """With slurm: the jobs to submit (`jobs` is then their worker processes)."""
+    cluster: SlurmSession | None = field(default=None, compare=False, repr=False)
+    """With slurm, while the invocation runs (`in_use`): the jobs' dask cluster."""
 
     def __post_init__(self) -> None:
-        words = spelling()
-        backend, scheduler = words.argument("backend"), words.argument("scheduler")
-        scheduler_file = words.argument("scheduler_file")
-        if self.name not in BACKENDS:
-            raise UsageError(f"{backend} must be one of {', '.join(BACKENDS)}, not {self.name!r}")
-        if (self.scheduler or self.scheduler_file) and self.name != "dask":
-            raise UsageError(f"{scheduler} and {scheduler_file} go with {backend} dask")
-        if self.scheduler and self.scheduler_file:
-            raise UsageError(f"give {scheduler} or {scheduler_file}, not both")
-        if not self.dask_timeout > 0:
-            raise UsageError(
-                f"{words.argument('dask_timeout')} must be a number of seconds above 0"
-            )
+        _check_choice(self.name, self.scheduler, self.scheduler_file, self.dask_timeout)
+        if self.name == "slurm" and self.slurm is None:
+            raise UsageError("the slurm backend needs its request: use Backend.chosen")
 
     @property
     def where(self) -> str:
         """The cluster, as messages name it."""
+        if self.slurm is not None:
+            return self.slurm.where()
         return self.scheduler or self.scheduler_file or "the local dask cluster"
 
     @classmethod
@@ -99,10 +105,47 @@ class Backend:
         scheduler: str | None = None,
         scheduler_file: str | os.PathLike[str] | None = None,
         dask_timeout: float = DEFAULT_DASK_TIMEOUT,
+        slurm: SlurmOptions | None = None,
     ) -> Backend:
-        """The backend as a user names it: jobs None means every core."""
+        """The backend as a user names it: jobs None means every core. With slurm, `jobs` is
+        the number of jobs when `slurm` does not say, and the request is checked against the
+        cluster (sinfo, sbatch --test-only) here, before anything is planned."""
         file = os.fspath(scheduler_file) if scheduler_file is not None else None
-        return cls(name, resolve_jobs(jobs), scheduler, file, dask_timeout)
+        given = slurm.given() if slurm is not None else []
+        if name != "slurm":
+            if given:
+                words = spelling()
+                raise UsageError(
+                    f"{words.argument(given[0])} goes with {words.argument('backend')} slurm"
+                )
+            return cls(name, resolve_jobs(jobs), scheduler, file, dask_timeout)
+        from astra_cli.engine import slurm as slurm_jobs
+
+        if jobs is not None and jobs < 1:
+            raise UsageError(
+                f"{spelling().argument('jobs')} counts SLURM jobs with "
+                f"{spelling().argument('backend')} slurm: a number above 0"
+            )
+        _check_choice(name, scheduler, file, dask_timeout)  # what is cheap to check, first
+        request = slurm_jobs.resolve(slurm or slurm_jobs.SlurmOptions(), jobs)
+        slurm_jobs.check(request)
+        return cls(name, request.workers, None, None, dask_timeout, request)
+
+
+def _check_choice(
+    name: str, scheduler: str | None, scheduler_file: str | None, dask_timeout: float
+) -> None:
+    words = spelling()
+    backend, scheduler_option = words.argument("backend"), words.argument("scheduler")
+    file_option = words.argument("scheduler_file")
+    if name not in BACKENDS:
+        raise UsageError(f"{backend} must be one of {', '.join(BACKENDS)}, not {name!r}")
+    if (scheduler or scheduler_file) and name != "dask":
+        raise UsageError(f"{scheduler_option} and {file_option} go with {backend} dask")
+    if scheduler and scheduler_file:
+        raise UsageError(f"give {scheduler_option} or {file_option}, not both")
+    if not dask_timeout > 0:
+        raise UsageError(f"{words.argument('dask_timeout')} must be a number of seconds above 0")
 
 
 class NoWorkersError(AstraError):
@@ -136,8 +179,12 @@ class _WorkerWatch:
     seconds, closes the client, which cancels every task waiting on it (dask itself would wait
     for workers forever, holding the invocation's group locks)."""
 
-    def __init__(self, client: Any, timeout: float, where: str) -> None:
+    def __init__(
+        self, client: Any, timeout: float, where: str, detail: Callable[[], str] | None = None
+    ) -> None:
         self.client, self.timeout, self.where = client, timeout, where
+        self.detail = detail
+        """Says more of why there is no worker (the SLURM jobs' state in the queue)."""
         self.gave_up: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="astra-dask-watch", daemon=True)
@@ -160,6 +207,12 @@ class _WorkerWatch:
                 return
 
     def message(self) -> str:
+        if self.detail is not None:
+            return (
+                f"no dask worker from {self.where} for {self.timeout:g} s (--dask-timeout): "
+                f"gave up, jobs cancelled; {self.detail()}; what finished is kept, run the same "
+                "command again (with a longer --dask-timeout for a busy queue)"
+            )
         return (
             f"no dask worker at {self.where} for {self.timeout:g} s (--dask-timeout): gave "
             "up; what finished is kept, run the same command again once the cluster has workers"
@@ -179,7 +232,26 @@ def processes_started(backend: Backend, chunks: int) -> int:
         return workers
     if backend.name == "dask" and not (backend.scheduler or backend.scheduler_file):
         return workers
+    if backend.slurm is not None:
+        return backend.slurm.jobs_for(workers) * backend.slurm.cores
     return 0
+
+
+@contextlib.contextmanager
+def in_use(backend: Backend) -> Iterator[Backend]:
+    """The backend with what it holds for a whole invocation: with slurm, the jobs' cluster,
+    started when work first needs it (a rerun with nothing to do submits no job), shared by
+    every stage of the plan, and closed (its jobs cancelled) however the invocation ends."""
+    if backend.slurm is None or backend.cluster is not None:
+        yield backend
+        return
+    from astra_cli.engine.slurm import SlurmSession
+
+    session = SlurmSession(backend.slurm)
+    try:
+        yield replace(backend, cluster=session)
+    finally:
+        session.close()
 
 
 @contextlib.contextmanager
@@ -200,18 +272,24 @@ def joblib_settings(backend: Backend, workers: int) -> Iterator[Workers]:
             }
         )
         return
-    if backend.name != "dask":
+    if backend.name not in CLUSTERS:
         yield Workers({"backend": backend.name, "n_jobs": workers})
         return
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
         raise UsageError(
-            "--backend dask needs dask.distributed: pip install 'astra-cli[dask]'"
+            f"--backend {backend.name} needs dask.distributed: pip install "
+            f"'astra-cli[{backend.name}]'"
         ) from None
     with contextlib.ExitStack() as stack:
+        detail = None
         try:
-            if backend.scheduler or backend.scheduler_file:
+            if backend.slurm is not None:
+                session = backend.cluster or stack.enter_context(_session(backend))
+                client = session.client(workers)
+                detail = session.queue_state
+            elif backend.scheduler or backend.scheduler_file:
                 # How long to try: dask's distributed.comm.timeouts.connect (30 s by default;
                 # DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=10s in the environment sets it).
                 client = Client(
@@ -228,11 +306,13 @@ def joblib_settings(backend: Backend, workers: int) -> Iterator[Workers]:
                 stack.enter_context(cluster)
                 client = Client(cluster, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as error:
+            if backend.slurm is not None:
+                raise UsageError(f"cannot start the dask scheduler for SLURM: {error}") from None
             raise UsageError(
                 f"cannot reach the dask scheduler at {backend.where}: {error}"
             ) from None
         stack.enter_context(client)
-        watch = _WorkerWatch(client, backend.dask_timeout, backend.where)
+        watch = _WorkerWatch(client, backend.dask_timeout, backend.where, detail)
         stack.callback(watch.stop)
         config = {
             "backend": _cluster_backend(),
@@ -241,6 +321,14 @@ def joblib_settings(backend: Backend, workers: int) -> Iterator[Workers]:
             "wait_for_workers_timeout": backend.dask_timeout,
         }
         yield Workers(config, watch)
+
+
+@contextlib.contextmanager
+def _session(backend: Backend) -> Iterator[SlurmSession]:
+    """The jobs' cluster for one `joblib_settings` only, when the caller did not say `in_use`."""
+    with in_use(backend) as running:
+        assert running.cluster is not None
+        yield running.cluster
 
 
 def _cluster_backend() -> str:
@@ -265,7 +353,7 @@ def worker_death_errors(backend: Backend) -> tuple[type[BaseException], ...]:
     """The exceptions by which a backend says that a worker died under a task."""
     from concurrent.futures.process import BrokenProcessPool
 
-    if backend.name != "dask":
+    if backend.name not in CLUSTERS:
         return (BrokenProcessPool,)
     from distributed import KilledWorker
 

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from types import FrameType
 
-from astra_cli.engine.backends import Backend, processes_started
+from astra_cli.engine.backends import Backend, in_use, processes_started
 from astra_cli.engine.journal import JournalArea, JournalWatcher
 from astra_cli.engine.locks import GroupLocks
 from astra_cli.engine.planner import Chunk, Group, Plan, classify
@@ -68,12 +68,20 @@ def execute_plan(
         Wait for groups that another invocation is running instead of skipping them.
 
     The plans of methods whose results this one needs (`plan.upstream`) run first; their
-    summaries are in `summary.upstream`.
+    summaries are in `summary.upstream`. They share the backend's workers: with slurm, the
+    same jobs, cancelled once everything has run (or stopped).
     """
+    with in_use(backend) as running:
+        return _execute_plan(plan, backend=running, progress=progress, wait=wait)
+
+
+def _execute_plan(
+    plan: Plan, *, backend: Backend, progress: Progress | None, wait: bool
+) -> Summary:
     progress = progress or SilentProgress()
     upstream = []
     for stage in plan.upstream:
-        upstream.append(execute_plan(stage, backend=backend, progress=progress, wait=wait))
+        upstream.append(_execute_plan(stage, backend=backend, progress=progress, wait=wait))
         if upstream[-1].interrupted:
             stopped = Summary(method=plan.method, output_dir=plan.output_dir, upstream=upstream)
             stopped.interrupted, stopped.signal = True, upstream[-1].signal
@@ -248,6 +256,9 @@ class _Committer:
         counts = self._counts.setdefault(group.key, [0, 0])
         self.summary.ran += len(records)
         self.summary.model_loads += int(result.model_loaded)
+        if result.slurm_job:
+            jobs = self.summary.slurm_jobs
+            jobs[result.slurm_job] = jobs.get(result.slurm_job, 0) + 1
         for outcome in result.outcomes:
             if outcome.ok:
                 self.summary.ok += 1

@@ -72,6 +72,8 @@ class ChunkResult:
     outcomes: list[Outcome]
     model_loaded: bool = False
     """This chunk loaded the group's model (the cache did not have it)."""
+    slurm_job: str | None = None
+    """The SLURM job the worker ran in (its SLURM_JOB_ID), if any: which job did what."""
 
 
 @dataclass
@@ -133,7 +135,9 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
             _check_model_files(method, task)
         except ModelLoadError as error:
             return _all_failed(task, str(error), error.fault, loaded)
-        return ChunkResult(task.chunk_id, task.group_key, outcomes, model_loaded=loaded)
+        return ChunkResult(
+            task.chunk_id, task.group_key, outcomes, model_loaded=loaded, slurm_job=_slurm_job()
+        )
     finally:
         journal.close()
 
@@ -161,7 +165,11 @@ def _check_model_files(method: Method, task: ChunkTask) -> None:
 def _all_failed(task: ChunkTask, error: str, fault: str, model_loaded: bool = False) -> ChunkResult:
     now = time.time()
     outcomes = [Outcome(o.key, None, error, now, 0.0, fault) for o in task.observations]
-    return ChunkResult(task.chunk_id, task.group_key, outcomes, model_loaded)
+    return ChunkResult(task.chunk_id, task.group_key, outcomes, model_loaded, _slurm_job())
+
+
+def _slurm_job() -> str | None:
+    return os.environ.get("SLURM_JOB_ID") or None
 
 
 def _model_for(group_key: str, method: Method, journal: ChunkJournal) -> tuple[Any, bool]:
