@@ -9,7 +9,7 @@ from fits_factory import write_apstars
 from typer.testing import CliRunner
 
 from astra_cli.cli.app import app
-from astra_cli.cli.labels import group_labels, shortened_paths, tell_apart
+from astra_cli.engine.labels import group_labels, shortened_paths, tell_apart
 
 runner = CliRunner()
 

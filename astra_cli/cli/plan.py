@@ -87,8 +87,8 @@ def render_plan(plan: Plan, heading: str = "") -> None:
     from rich import box
     from rich.table import Table
 
-    from astra_cli.cli.labels import legend, tell_apart
     from astra_cli.cli.progress import describe_plan
+    from astra_cli.engine.labels import legend, tell_apart
 
     console = stdout_console()
     console.print(f"{heading} {describe_plan(plan)}".strip(), markup=False)

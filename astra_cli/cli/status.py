@@ -100,7 +100,7 @@ def render_status(report: dict[str, Any]) -> None:
     from rich import box
     from rich.table import Table
 
-    from astra_cli.cli.labels import legend, tell_apart
+    from astra_cli.engine.labels import legend, tell_apart
 
     console = stdout_console()
     console.print(

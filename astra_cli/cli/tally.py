@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from astra_cli.cli.labels import group_labels
+from astra_cli.engine.labels import group_labels
 
 if TYPE_CHECKING:
     from astra_cli.engine.planner import Plan

@@ -190,12 +190,6 @@ class Group:
             return CurrentState()
         return CurrentState(self.input_states, self.model.digest)
 
-    def describe(self) -> str:
-        """`grid continuum_order=4 grid=/models/grid.fits`: the method and what sets the group
-        apart."""
-        options = " ".join(f"{name}={value}" for name, value in self.significant.items())
-        return f"{self.method} {options}".strip()
-
 
 @dataclass(frozen=True)
 class Chunk:

@@ -20,6 +20,7 @@ from types import FrameType
 
 from astra_cli.engine.backends import Backend, in_use, processes_started
 from astra_cli.engine.journal import JournalArea, JournalWatcher
+from astra_cli.engine.labels import group_labels
 from astra_cli.engine.locks import GroupLocks
 from astra_cli.engine.planner import Chunk, Group, Plan, classify
 from astra_cli.engine.pool import ChunkTasks, execute
@@ -232,6 +233,9 @@ class _Committer:
         self.method_version = plan.method_version
         self.requested_at = plan.requested_at
         self.groups = {group.key: group for group in plan.groups}
+        self.labels = group_labels(
+            [group.key for group in plan.groups], [group.significant for group in plan.groups]
+        )
         self._observations: dict[str, dict[str, Observation]] = {}
         self._counts: dict[str, list[int]] = {}
 
@@ -268,8 +272,13 @@ class _Committer:
                 counts[1] += 1
 
     def group_line(self, group: Group) -> str:
+        """`group 2/4 grid=…/grid-b.fits continuum_order=3 (KEY): 100 ok, 0 failed`: the group
+        by what sets it apart from the plan's other groups (a lone group by its key alone), so
+        that the line fits a terminal and a log line stays readable."""
         ok, failed = self._counts.get(group.key, [0, 0])
-        return f"group {group.key} ({group.describe()}): {ok} ok, {failed} failed"
+        label = self.labels[group.key]
+        named = group.key if label == group.key else f"{label} ({group.key})"
+        return f"group {named}: {ok} ok, {failed} failed"
 
     def tasks(self, numbering: ChunkTasks, group: Group, chunks: list[Chunk]) -> list[ChunkTask]:
         """The group's chunks as worker tasks, each observation with its inputs. A run whose

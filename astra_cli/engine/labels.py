@@ -17,7 +17,7 @@ ELLIPSIS = "…"
 
 
 def shown(value: Any) -> str:
-    """An option value as the tables and `Group.describe()` show it."""
+    """An option value as the tables, the bar and the group lines show it."""
     return str(value)
 
 
