@@ -348,3 +348,41 @@ def test_the_layout_stays_put_while_the_numbers_grow():
         assert len(early) == len(late)
         assert early[0].index("━") == late[0].index("━")
         assert len(early[0].split(" ")[1]) == len(late[0].split(" ")[1])  # the bar's width
+
+
+class Recorder:
+    """A Progress that keeps what it was told, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def started(self, plan: Plan) -> None:
+        pass
+
+    def chunk_done(self, result: ChunkResult, summary: Summary) -> None:
+        self.events.append(("chunk", result.group_key))
+
+    def notice(self, text: str) -> None:
+        self.events.append(("notice", text))
+
+    def finished(self, summary: Summary) -> None:
+        pass
+
+
+def test_a_group_is_said_done_as_soon_as_its_last_run_is_in(with_plugin, tmp_path):
+    """Two groups share the workers; the first group's line comes before the second group's
+    last chunk, not after everything."""
+    paths = write_apstars(tmp_path / "data", 3)
+    recorder = Recorder()
+    api.run(
+        "counting", paths, output_dir=tmp_path / "out", backend="sequential", chunk_size=1,
+        order=[5, 10], progress=recorder,
+    )  # fmt: skip
+
+    lines = [i for i, (kind, text) in enumerate(recorder.events) if kind == "notice"]
+    chunks = [i for i, (kind, _) in enumerate(recorder.events) if kind == "chunk"]
+    assert len(lines) == 2 and len(chunks) == 6
+    assert lines[0] < chunks[-1], recorder.events
+    said = [recorder.events[i][1] for i in lines]
+    assert all(text.endswith("3 ok, 0 failed") for text in said), said
+    assert "order=5" in said[0] and "order=10" in said[1], said

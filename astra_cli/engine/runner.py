@@ -130,12 +130,22 @@ def _execute_plan(
                 ]
                 summary.chunks += len(tasks)
                 summary.workers = max(summary.workers, processes_started(backend, len(tasks)))
+                # A group is over, its lock released and its line said, as soon as its last
+                # run is committed: the groups share the workers, but not their ends.
+                unfinished = {group.key: 0 for group in ready}
+                for task in tasks:
+                    unfinished[task.group_key] += len(task.observations)
                 for result in execute(tasks, numbering, backend):
                     committer.commit(result)
                     progress.chunk_done(result, summary)
-                for group in ready:
-                    locks.release(group.key)
-                    progress.notice(committer.group_line(group))
+                    unfinished[result.group_key] -= len(result.outcomes)
+                    if unfinished[result.group_key] <= 0:
+                        del unfinished[result.group_key]
+                        locks.release(result.group_key)
+                        progress.notice(committer.group_line(plan.group(result.group_key)))
+                for key in unfinished:  # no task at all (every run refused upstream)
+                    locks.release(key)
+                    progress.notice(committer.group_line(plan.group(key)))
                 remaining = locked
             for group in remaining:
                 summary.locked += len(group.observations)
