@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import time
 
 import pytest
@@ -101,3 +102,38 @@ def test_a_saved_file_outside_the_output_directory_is_never_deleted(store, tmp_p
         opened.write([dataclasses.replace(record, result=result)])
     assert forget(store, "--yes").exit_code == 0
     assert outside.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("verbose", [[], ["--verbose"]])
+def test_ctrl_c_at_the_question_forgets_nothing_and_says_so_in_one_line(store, verbose):
+    """Asked on a real terminal (a pty), the user presses Ctrl-C: one line, exit 1, no
+    traceback even with --verbose, every run kept."""
+    import pty
+    import select
+    import sys
+
+    command = [sys.executable, "-m", "astra_cli", "forget", "grid", "--output-dir", str(store)]
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: astra on the terminal
+        os.execve(sys.executable, [*command, *verbose], {**os.environ, "NO_COLOR": "1"})
+    said, asked, deadline = b"", False, time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([terminal], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(terminal, 4096)
+            except OSError:  # the child is gone
+                break
+            if not chunk:
+                break
+            said += chunk
+        if not asked and b"Forget" in said and b"?" in said:
+            time.sleep(0.2)
+            os.write(terminal, b"\x03")  # Ctrl-C, as the terminal sends it
+            asked = True
+    _, status = os.waitpid(pid, 0)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", said.decode(errors="replace"))  # no styles
+    assert asked, text
+    assert os.waitstatus_to_exitcode(status) == 1, text
+    assert "astra: error: aborted" in text and "Traceback" not in text, text
+    assert counts(store) == (4, 1)

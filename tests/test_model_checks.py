@@ -66,3 +66,13 @@ def test_a_failed_check_is_not_remembered(demo_files, tmp_path):
     for _ in range(2):
         refused = analyse(grid, demo_files, out)
         assert refused.exit_code == 2, refused.output
+
+
+def test_a_store_not_yet_set_up_is_no_reason_to_stop(demo_files, tmp_path):
+    """An empty astra.sqlite (another invocation has just created it, its tables not yet
+    written) remembers no check; the invocation sets it up and runs."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "astra.sqlite").touch()
+    analysed = analyse(demo_files.grid_fits, demo_files, out)
+    assert analysed.exit_code == 0, analysed.output

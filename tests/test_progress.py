@@ -97,6 +97,28 @@ def test_the_watcher_counts_finished_runs_as_journals_grow(tmp_path):
     assert watcher() == {}
 
 
+def test_a_retried_chunk_counts_its_runs_once(tmp_path):
+    """dask runs a task again when its worker died, appending to the same journal: the
+    watcher counts the new attempt from nothing, and recovery keeps each run once (its
+    latest outcome), so neither the bar nor the summary counts a run twice."""
+    from astra_cli.engine.journal import read_journal
+
+    path = tmp_path / "inv-0.jsonl"
+    watcher = JournalWatcher(tmp_path)
+    for attempt in range(2):
+        journal = ChunkJournal(str(path), "aaaa")  # a new worker: a new pid line
+        journal.started(["a", "b", "c"])
+        journal.finished(outcome("a"))
+        journal.finished(outcome("b", ok=attempt == 1))
+        journal.close()
+        assert watcher()["inv-0"].finished == 2
+
+    state = read_journal(path)
+    assert [o.observation for o in state.finished] == ["a", "b"]
+    assert state.finished[1].ok, "the latest attempt's outcome is kept"
+    assert state.in_progress == ["c"]
+
+
 def test_a_watcher_of_a_directory_gone_sees_nothing(tmp_path):
     assert JournalWatcher(tmp_path / "gone")() == {}
 
@@ -386,3 +408,19 @@ def test_a_group_is_said_done_as_soon_as_its_last_run_is_in(with_plugin, tmp_pat
     said = [recorder.events[i][1] for i in lines]
     assert all(text.endswith("3 ok, 0 failed") for text in said), said
     assert "order=5" in said[0] and "order=10" in said[1], said
+
+
+def test_a_rerun_names_its_groups_among_those_that_run(with_plugin, tmp_path):
+    """After order=5 was done, a sweep of 5 and 10 runs one group: its line names it as the
+    lone group it is (the bar does the same), not as group 2/2."""
+    paths = write_apstars(tmp_path / "data", 2)
+    out = tmp_path / "out"
+    api.run("counting", paths, output_dir=out, backend="sequential", order=[5])
+    recorder = Recorder()
+    api.run(
+        "counting", paths, output_dir=out, backend="sequential", order=[5, 10],
+        progress=recorder,
+    )  # fmt: skip
+    lines = [text for kind, text in recorder.events if kind == "notice"]
+    assert len(lines) == 1 and "/2" not in lines[0], lines
+    assert lines[0].endswith("2 ok, 0 failed"), lines

@@ -12,9 +12,11 @@ from typer._click.core import ParameterSource
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer._click.exceptions import UsageError as ClickUsageError
 from typer.core import CompletionItem, TyperCommand, TyperGroup
+from typer.exceptions import Abort
 from typer.main import get_command
 
 __all__ = [
+    "Abort",
     "ClickCommand",
     "ClickException",
     "ClickUsageError",

@@ -12,6 +12,7 @@ from typing import NoReturn
 
 import typer
 
+from astra_cli.cli.clickparts import Abort
 from astra_cli.cli.console import error, print_json, stderr_console
 from astra_cli.errors import AstraError, command_line_spelling
 from astra_cli.exit_codes import ExitCode
@@ -54,6 +55,8 @@ def reported_errors(verbose: bool, *, json_document: bool = False) -> Iterator[N
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         raise typer.Exit(ExitCode.BROKEN_PIPE) from None
+    except Abort:  # Ctrl-C or end of input at a prompt: said at the top (`helptext.Group.main`)
+        raise
     except Exception as failure:
         if verbose:
             raise

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from astra_cli.cli.clickparts import (
+    Abort,
     ClickException,
     ClickUsageError,
     NoArgsIsHelpError,
@@ -99,6 +100,11 @@ class Group(TyperGroup):
             code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         except NoArgsIsHelpError as shown:  # the help was printed: nothing else to say
             sys.exit(shown.exit_code)
+        except Abort:  # Ctrl-C at a prompt (`astra forget` asking to confirm)
+            from astra_cli.cli.console import error
+
+            error("aborted")
+            sys.exit(1)
         except ClickUsageError as mistake:
             from astra_cli.cli.console import error
             from astra_cli.cli.usage import plain_message

@@ -153,8 +153,11 @@ def read_journal(path: str | Path) -> JournalState:
             started.extend(record["started"])
         elif "finished" in record:
             state.finished.append(Outcome.from_dict(record["finished"]))
-    done = {outcome.observation for outcome in state.finished}
-    state.in_progress = [key for key in started if key not in done]
+    # An observation finished twice (a retried attempt at the chunk) counts once: its latest.
+    latest = {outcome.observation: outcome for outcome in state.finished}
+    state.finished = list(latest.values())
+    done = set(latest)
+    state.in_progress = list(dict.fromkeys(key for key in started if key not in done))
     return state
 
 
@@ -228,7 +231,11 @@ def _read_new_lines(path: Path, followed: _Followed) -> bool:
     for line in whole.splitlines():
         if line.startswith(_FINISHED_LINE):
             followed.finished += 1
-        elif not followed.group_key and line.startswith(b'{"pid"'):
-            with contextlib.suppress(ValueError):
-                followed.group_key = str(json.loads(line).get("group", ""))
+        elif line.startswith(b'{"pid"'):
+            # A new attempt at the chunk (dask retries a task whose worker died, appending to
+            # the same journal): it starts again from nothing.
+            followed.finished = 0
+            if not followed.group_key:
+                with contextlib.suppress(ValueError):
+                    followed.group_key = str(json.loads(line).get("group", ""))
     return True

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from astra_cli.engine.fingerprints import MISSING, files_state
+from astra_cli.errors import UsageError
 from astra_cli.io.store import STORE_FILENAME, ResultsStore
 from astra_cli.methods.base import Method
 
@@ -36,12 +37,17 @@ def check_key(method: Method) -> str | None:
 
 def remembered_passes(output_dir: str | os.PathLike[str]) -> Callable[[str], bool]:
     """Whether the store in `output_dir` remembers a pass under a key; nothing is created:
-    without a store, nothing has passed."""
+    without a store, nothing has passed. Only a shortcut: a store that cannot be read as it is
+    (a new one whose tables another invocation is still creating, say) remembers nothing, and
+    opening it for writing, afterwards, says what is wrong with it if anything is."""
     if not (Path(output_dir) / STORE_FILENAME).is_file():
         return lambda key: False
 
     def passed(key: str) -> bool:
-        with ResultsStore(output_dir, read_only=True) as store:
-            return store.model_check_passed(key)
+        try:
+            with ResultsStore(output_dir, read_only=True) as store:
+                return store.model_check_passed(key)
+        except UsageError:
+            return False
 
     return passed

@@ -130,22 +130,25 @@ def _execute_plan(
                 ]
                 summary.chunks += len(tasks)
                 summary.workers = max(summary.workers, processes_started(backend, len(tasks)))
-                # A group is over, its lock released and its line said, as soon as its last
-                # run is committed: the groups share the workers, but not their ends.
-                unfinished = {group.key: 0 for group in ready}
+                # A group is over, its lock released and its line said, as soon as the last
+                # of its runs is in: the groups share the workers, but not their ends.
+                unfinished: dict[str, set[str]] = {group.key: set() for group in ready}
                 for task in tasks:
-                    unfinished[task.group_key] += len(task.observations)
+                    unfinished[task.group_key].update(item.key for item in task.observations)
+                for group in ready:
+                    if not unfinished[group.key]:  # nothing to hand out (refused upstream)
+                        _group_over(group, unfinished, locks, progress, committer)
                 for result in execute(tasks, numbering, backend):
                     committer.commit(result)
                     progress.chunk_done(result, summary)
-                    unfinished[result.group_key] -= len(result.outcomes)
-                    if unfinished[result.group_key] <= 0:
-                        del unfinished[result.group_key]
-                        locks.release(result.group_key)
-                        progress.notice(committer.group_line(plan.group(result.group_key)))
-                for key in unfinished:  # no task at all (every run refused upstream)
-                    locks.release(key)
-                    progress.notice(committer.group_line(plan.group(key)))
+                    runs = unfinished.get(result.group_key)
+                    if runs:
+                        runs.difference_update(o.observation for o in result.outcomes)
+                        if not runs:
+                            group = plan.group(result.group_key)
+                            _group_over(group, unfinished, locks, progress, committer)
+                for key in list(unfinished):  # whatever the results said, the work is over
+                    _group_over(plan.group(key), unfinished, locks, progress, committer)
                 remaining = locked
             for group in remaining:
                 summary.locked += len(group.observations)
@@ -162,8 +165,22 @@ def _execute_plan(
         )
         summary.pending = plan.to_run - summary.ran - summary.locked - done_meanwhile
         summary.wall_seconds = time.perf_counter() - clock
-    progress.finished(summary)
+        progress.finished(summary)  # also when an error escapes: the bar and ticker stop
     return summary
+
+
+def _group_over(
+    group: Group,
+    unfinished: dict[str, set[str]],
+    locks: GroupLocks,
+    progress: Progress,
+    committer: _Committer,
+) -> None:
+    """Release a finished group's lock and say how it went, once."""
+    if unfinished.pop(group.key, None) is None:
+        return
+    locks.release(group.key)
+    progress.notice(committer.group_line(group))
 
 
 def _recheck(plan: Plan, group: Group, store: ResultsStore, summary: Summary) -> list[Chunk]:
@@ -243,8 +260,9 @@ class _Committer:
         self.method_version = plan.method_version
         self.requested_at = plan.requested_at
         self.groups = {group.key: group for group in plan.groups}
+        running = [group for group in plan.groups if group.observations]
         self.labels = group_labels(
-            [group.key for group in plan.groups], [group.significant for group in plan.groups]
+            [group.key for group in running], [group.significant for group in running]
         )
         self._observations: dict[str, dict[str, Observation]] = {}
         self._counts: dict[str, list[int]] = {}
@@ -286,7 +304,7 @@ class _Committer:
         by what sets it apart from the plan's other groups (a lone group by its key alone), so
         that the line fits a terminal and a log line stays readable."""
         ok, failed = self._counts.get(group.key, [0, 0])
-        label = self.labels[group.key]
+        label = self.labels.get(group.key, group.key)
         named = group.key if label == group.key else f"{label} ({group.key})"
         return f"group {named}: {ok} ok, {failed} failed"
 

@@ -354,7 +354,7 @@ class SlurmSession:
             listed = _slurm_command(
                 "squeue", "--noheader", "--jobs", ",".join(ids), "--format", "%i %T %r"
             )
-        except UsageError as error:
+        except (UsageError, OSError) as error:  # the watch that asks must go on regardless
             return str(error)
         states = {}
         for line in listed.stdout.splitlines():
