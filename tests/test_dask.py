@@ -202,3 +202,26 @@ def test_a_cluster_without_workers_is_given_up_on(spectra, tmp_path):
     assert f"no dask worker at {scheduler_file} for 2 s" in result.stderr
     assert json.loads(result.stdout)["error"].startswith("no dask worker")
     assert "Traceback" not in result.stderr
+
+
+def test_a_spectrum_that_kills_every_worker_fails_alone_and_the_run_ends(
+    plugin_dir, spectra, tmp_path
+):
+    """On a cluster whose nannies restart dead workers, dask gives up on a task that killed
+    four of them (KilledWorker): the invocation goes on (it waited for ever), the other runs
+    of the chunk are done and the killer alone fails, as its own fault."""
+    from fits_factory import write_apstar
+
+    killer = write_apstar(tmp_path / "apStar-crash.fits", seed=99)
+    paths = [*map(str, spectra[:3]), str(killer), *map(str, spectra[3:6])]
+    out = tmp_path / "out"
+    analysis = astra_subprocess(
+        "analyse", "counting", *paths, "--backend", "dask", "-j", "2", "--chunk-size", "20",
+        "-o", str(out), "--json", env={"PYTHONPATH": str(plugin_dir)}, timeout=180,
+    )  # fmt: skip
+
+    assert analysis.returncode == 1, analysis.stderr
+    summary = json.loads(analysis.stdout)
+    assert (summary["ok"], summary["failed"]) == (6, 1), summary
+    (failure,) = summary["failures"]
+    assert "crash" in failure["observation"] and "alone" in failure["error"]

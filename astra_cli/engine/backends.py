@@ -332,15 +332,32 @@ def _session(backend: Backend) -> Iterator[SlurmSession]:
 
 
 def _cluster_backend() -> str:
-    """joblib's dask backend, registered under a name of astra's, that never reports fewer
-    than 2 workers: joblib runs every task of a call in the calling process when its backend
-    says 1, which is what a cluster of one single-threaded worker says."""
+    """joblib's dask backend, registered under a name of astra's, with two changes.
+
+    It never reports fewer than 2 workers: joblib runs every task of a call in the calling
+    process when its backend says 1, which is what a cluster of one single-threaded worker
+    says. And a task the scheduler gives up on (`KilledWorker`: it killed every worker that
+    ran it, which a nanny restarted each time) reaches joblib as the task's error: joblib 1.6
+    only hands its completion callback the results of tasks that ran, so such a task left
+    `Parallel` waiting for ever, with the groups' locks held.
+    """
     from joblib import register_parallel_backend
     from joblib._dask import DaskDistributedBackend  # joblib registers "dask" from here too
 
     class ClusterBackend(DaskDistributedBackend):
         def effective_n_jobs(self, n_jobs: int) -> int:
             return max(2, int(super().effective_n_jobs(n_jobs)))
+
+        def submit(self, func: Any, callback: Any = None) -> Any:
+            future = super().submit(func, callback)
+            if callback is not None:
+
+                def failed(done: Any) -> None:
+                    if not done.cancelled() and done.exception() is not None:
+                        callback(done.exception())
+
+                future.add_done_callback(failed)
+            return future
 
     register_parallel_backend(CLUSTER_BACKEND, ClusterBackend)
     return CLUSTER_BACKEND
