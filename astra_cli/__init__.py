@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from astra_cli.methods.base import Method, Param, Upstream
-
 if TYPE_CHECKING:
     from astra_cli.api import run
     from astra_cli.io.spectra import Spectrum
+    from astra_cli.methods.base import Method, Param, Upstream
     from astra_cli.tables import results
     from astra_cli.version import __version__
 
@@ -22,9 +21,13 @@ __all__ = ["Method", "Param", "Spectrum", "Upstream", "__version__", "results", 
 
 
 def __getattr__(name: str) -> Any:
-    # run() and Spectrum pull in the planner, executor and store, and the version reads package
-    # metadata (20 ms); importing them only when used keeps `astra --help` and shell completion
-    # fast.
+    # run() and Spectrum pull in the planner, executor and store, the version reads package
+    # metadata (20 ms), and even the Method API's dataclasses cost `astra --help` a few ms it
+    # does not need: each is imported when first used.
+    if name in ("Method", "Param", "Upstream"):
+        from astra_cli.methods import base
+
+        return getattr(base, name)
     if name == "__version__":
         from astra_cli.version import __version__
 

@@ -4,6 +4,7 @@ defaults and whether they are significant."""
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import pytest
@@ -12,7 +13,7 @@ from conftest import ROOT
 from typer._click import Context
 from typer.testing import CliRunner
 
-from astra_cli.cli.app import app
+from astra_cli.cli.app import ENTRIES, app
 from astra_cli.methods.registry import load_method, method_names
 
 README = (ROOT / "README.md").read_text()
@@ -193,3 +194,14 @@ def test_help_shows_no_typer_type_labels(path):
     text = help_of(*path.split()[1:])
     typer_label = r"<(?:str|int|float|path|bool|list\[|\w+ range)[^>]*>|<\w+\|\w+|\[x[<>]="
     assert not re.search(typer_label, text), re.search(typer_label, text)
+
+
+@pytest.mark.parametrize("name", [entry.name for entry in ENTRIES])
+def test_the_root_lists_each_command_as_it_describes_itself(name):
+    """`astra --help` reads its table, not the commands: each line there must be the first
+    paragraph of the command's own help, as Typer would list the command itself."""
+    entry = next(entry for entry in ENTRIES if entry.name == name)
+    command = entry.load()
+    own = command.short_help or command.help or ""
+    assert entry.summary == inspect.cleandoc(own).split("\n\n")[0].strip()
+    assert command.name == name

@@ -46,6 +46,15 @@ def test_help_imports_no_heavy_module(args):
     assert not heavy(imported_modules(*args))
 
 
+def test_the_root_help_imports_no_command():
+    """`astra --help` lists the commands from a table: not one of their modules (nor the
+    store, sqlite3 or the manifest readers they import) is loaded to print it."""
+    modules = imported_modules("--help")
+    assert "astra_cli.cli.lazy" in modules, "the help was not printed by astra"
+    loaded = {"astra_cli.cli.analyse", "astra_cli.cli.results", "astra_cli.io.store", "sqlite3"}
+    assert not loaded & modules, loaded & modules
+
+
 def completion_request(line: str) -> set[str]:
     """The modules a bash completion request for `line` imports."""
     env = {**os.environ, "_ASTRA_COMPLETE": "complete_bash", "COMP_WORDS": line,

@@ -11,7 +11,7 @@ import typer
 
 from astra_cli.cli.console import print_json, stderr_console, stdout_console
 from astra_cli.cli.errors import reported_errors
-from astra_cli.cli.helptext import Command, Group
+from astra_cli.cli.helptext import Command, Group, help_of
 from astra_cli.cli.options import Json, Verbose
 
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ grid_app = typer.Typer(
 GridFormat = Literal["astra", "ferre-binary", "ferre-ascii", "npz"]
 
 
-@grid_app.command("info", cls=Command)
 def info_command(
     path: Annotated[Path, typer.Argument(help="The grid file.", metavar="FILE")],
     json: Json = False,
@@ -144,7 +143,6 @@ def _render(described: dict[str, Any]) -> None:
         )
 
 
-@grid_app.command("convert", cls=Command)
 def convert_command(
     paths: Annotated[
         list[Path],
@@ -201,3 +199,8 @@ def convert_command(
         + ", ".join(str(path) for path in written),
         markup=False,
     )
+
+
+# Registered here, not by decorators, so that their help is unwrapped as every command's.
+grid_app.command("info", cls=Command, help=help_of(info_command))(info_command)
+grid_app.command("convert", cls=Command, help=help_of(convert_command))(convert_command)

@@ -66,16 +66,9 @@ class Command(TyperCommand):
         return _arguments_by_name(super().get_params(ctx))
 
 
-COMMAND_ORDER = (
-    "analyse", "plan", "status", "results", "show", "plot", "forget", "methods", "train", "grid",
-    "demo",
-)  # fmt: skip
-"""The commands in --help in the order of use: the main one first; others after these."""
-
-
 class Group(TyperGroup):
-    """A Typer group whose --help shows placeholders, not Python types, and lists commands
-    in COMMAND_ORDER."""
+    """A Typer group whose --help shows placeholders, not Python types, and whose command line
+    mistakes are said in one plain line."""
 
     def get_help_option(self, ctx: Any) -> Any:
         return _plain_help_option(super().get_help_option(ctx))
@@ -117,8 +110,3 @@ class Group(TyperGroup):
             error(failure.format_message())
             sys.exit(failure.exit_code)
         sys.exit(code if isinstance(code, int) else 0)
-
-    def list_commands(self, ctx: Any) -> list[str]:
-        names = super().list_commands(ctx)
-        ranked = {name: rank for rank, name in enumerate(COMMAND_ORDER)}
-        return sorted(names, key=lambda name: (ranked.get(name, len(ranked)), names.index(name)))

@@ -11,7 +11,7 @@ import typer
 
 from astra_cli.cli.console import stderr_console
 from astra_cli.cli.errors import reported_errors
-from astra_cli.cli.helptext import Command, Group
+from astra_cli.cli.helptext import Command, Group, help_of
 from astra_cli.cli.options import MethodToDraw, StoreDir, Verbose
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR
 
@@ -40,7 +40,6 @@ OneGroup = Annotated[
 ]
 
 
-@plot_app.command("fit", cls=Command)
 def fit_command(
     observation: Annotated[
         str,
@@ -130,7 +129,6 @@ def _title(run: RunRecord) -> str:
     return f"{who}: {run.method} (group {run.group_key}){flagged}\n" + ", ".join(labels)
 
 
-@plot_app.command("results", cls=Command)
 def results_command(
     method: MethodToDraw,
     x: Annotated[str, typer.Option("--x", metavar="COLUMN", help="Column across.")] = "teff",
@@ -173,3 +171,8 @@ def results_command(
         title = f"{method}{f' (group {group})' if group else ''}: {len(table)} runs"
         save(scatter_figure(table, x, y, color, title), destination)
     stderr_console().print(f"{y} against {x} of {method}: {destination}", markup=False)
+
+
+# Registered here, not by decorators, so that their help is unwrapped as every command's.
+plot_app.command("fit", cls=Command, help=help_of(fit_command))(fit_command)
+plot_app.command("results", cls=Command, help=help_of(results_command))(results_command)

@@ -10,7 +10,7 @@ import typer
 
 from astra_cli.cli.console import stderr_console
 from astra_cli.cli.errors import reported_errors, require_at_least
-from astra_cli.cli.helptext import Command, Group
+from astra_cli.cli.helptext import Command, Group, help_of
 from astra_cli.cli.options import DataRoot, ManifestFormat, Verbose
 
 train_app = typer.Typer(
@@ -18,7 +18,6 @@ train_app = typer.Typer(
 )
 
 
-@train_app.command("cannon", cls=Command)
 def train_cannon_command(
     from_file: Annotated[
         list[str],
@@ -102,3 +101,7 @@ def stage_progress(console: Any) -> Any:
     from astra_cli.cli.stages import StageBar, StageLines
 
     return StageBar(console) if sys.stderr.isatty() else StageLines(sys.stderr)
+
+
+# Registered here, not by decorators, so that their help is unwrapped as every command's.
+train_app.command("cannon", cls=Command, help=help_of(train_cannon_command))(train_cannon_command)
