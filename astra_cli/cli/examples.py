@@ -20,7 +20,7 @@ WIDTH = 76
 in an 80-column terminal."""
 
 
-def example_value(param: Param, method_class: type[Method]) -> str:
+def example_value(param: Param) -> str:
     """A value that reads as what the option takes: a file named for the method or option,
     the first choice, the default or the lower bound of a number."""
     if param.example is not None:
@@ -37,7 +37,7 @@ def example_value(param: Param, method_class: type[Method]) -> str:
 def required_options(method_class: type[Method]) -> list[str]:
     """`--grid grid.fits`: every option the method cannot run without."""
     return [
-        f"{param.flag} {example_value(param, method_class)}"
+        f"{param.flag} {example_value(param)}"
         for param in method_class.params.values()
         if param.required
     ]

@@ -25,6 +25,8 @@ from astra_cli.cli.clickparts import (
     TyperCommand,
     TyperGroup,
 )
+from astra_cli.cli.console import error
+from astra_cli.cli.usage import plain_message
 
 
 def unwrap(text: str) -> str:
@@ -94,19 +96,12 @@ class Group(TyperGroup):
         except NoArgsIsHelpError as shown:  # the help was printed: nothing else to say
             sys.exit(shown.exit_code)
         except Abort:  # Ctrl-C at a prompt (`astra forget` asking to confirm)
-            from astra_cli.cli.console import error
-
             error("aborted")
             sys.exit(1)
         except ClickUsageError as mistake:
-            from astra_cli.cli.console import error
-            from astra_cli.cli.usage import plain_message
-
             error(plain_message(mistake))
             sys.exit(mistake.exit_code)
         except ClickException as failure:  # a file click could not open, say
-            from astra_cli.cli.console import error
-
             error(failure.format_message())
             sys.exit(failure.exit_code)
         sys.exit(code if isinstance(code, int) else 0)

@@ -83,34 +83,17 @@ def group_notes(method: str, group: Group) -> list[str]:
 def render_plan(plan: Plan, heading: str = "") -> None:
     """A table of groups on stdout: the plan is this command's result. Each group by the
     options that set it apart (paths by their distinguishing end), and under the table what
-    every group shares and the paths in full (`labels.tell_apart`)."""
-    from rich import box
-    from rich.table import Table
-
+    every group shares and the paths in full (`grouptable`)."""
+    from astra_cli.cli.grouptable import print_group_table
     from astra_cli.cli.progress import describe_plan
-    from astra_cli.engine.labels import legend, tell_apart
 
     console = stdout_console()
     console.print(f"{heading} {describe_plan(plan)}".strip(), markup=False)
     details = plan_as_dict(plan)["groups"]
-    apart = tell_apart([group["options"] for group in details])
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    table.add_column("group", no_wrap=True)
-    table.add_column("options", overflow="fold")
-    for column in ("requested", "done", "to run", "chunks"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for index, group in enumerate(details):
-        table.add_row(
-            group["key"],
-            apart.cell(index, "\n") or "(none)",
-            str(group["requested"]),
-            str(group["already_done"]),
-            str(group["to_run"]),
-            str(len(group["chunks"])),
-        )
-    console.print(table)
-    for line in legend(apart):
-        console.print(line, markup=False)
+    for group in details:
+        group["n_chunks"] = len(group["chunks"])
+    counts = {"requested": "requested", "done": "already_done", "to run": "to_run"}
+    print_group_table(console, details, {**counts, "chunks": "n_chunks"})
     for group in details:
         for note in group["notes"]:
             console.print(f"group {group['key']}: {note}", markup=False)

@@ -97,10 +97,7 @@ def status_as_dict(plan: Plan, output_dir: str) -> dict[str, Any]:
 def render_status(report: dict[str, Any]) -> None:
     """A table of groups on stdout: the counts are this command's result. Groups are shown as
     `astra plan` shows them: by the options that set them apart, the rest under the table."""
-    from rich import box
-    from rich.table import Table
-
-    from astra_cli.engine.labels import legend, tell_apart
+    from astra_cli.cli.grouptable import print_group_table
 
     console = stdout_console()
     console.print(
@@ -109,19 +106,8 @@ def render_status(report: dict[str, Any]) -> None:
         f"{report['pending']} pending",
         markup=False,
     )
-    apart = tell_apart([group["options"] for group in report["groups"]])
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    table.add_column("group", no_wrap=True)
-    table.add_column("options", overflow="fold")
     columns = ("requested", "done", "stale", "failed", "pending")
-    for column in columns:
-        table.add_column(column, justify="right", no_wrap=True)
-    for index, group in enumerate(report["groups"]):
-        counts = (group[name] for name in columns)
-        table.add_row(group["key"], apart.cell(index, "\n") or "(none)", *map(str, counts))
-    console.print(table)
-    for line in legend(apart):
-        console.print(line, markup=False)
+    print_group_table(console, report["groups"], {name: name for name in columns})
 
 
 def overview_command(

@@ -151,8 +151,8 @@ def read_journal(path: str | Path) -> JournalState:
             state.loading = False
         elif "started" in record:
             started.extend(record["started"])
-        elif "finished" in record:
-            state.finished.append(Outcome.from_dict(record["finished"]))
+        elif FINISHED in record:
+            state.finished.append(Outcome.from_dict(record[FINISHED]))
     # An observation finished twice (a retried attempt at the chunk) counts once: its latest.
     latest = {outcome.observation: outcome for outcome in state.finished}
     state.finished = list(latest.values())
