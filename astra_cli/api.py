@@ -6,6 +6,7 @@ which `astra plan` and `astra analyse` use; `collect_inputs()` gathers what an i
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,10 +18,11 @@ from astra_cli.engine.fingerprints import Fingerprints
 from astra_cli.engine.modelchecks import remembered_passes
 from astra_cli.engine.planner import Plan, make_plan
 from astra_cli.engine.progress import Progress
-from astra_cli.engine.requests import check_prerequisites, request_sets
+from astra_cli.engine.requests import check_models, check_required_files, request_sets
 from astra_cli.engine.runner import execute_plan
 from astra_cli.engine.slurm import SlurmOptions, slurm_options
 from astra_cli.engine.upstream import upstream_plans
+from astra_cli.engine.warmstart import WarmStart, first_stage
 from astra_cli.io.identifiers import IdentifierResolver, identifier_sources, observation_from_path
 from astra_cli.io.manifest import BadRowsError, ManifestRequests, read_manifests
 from astra_cli.io.store import (
@@ -31,7 +33,7 @@ from astra_cli.io.store import (
 )
 from astra_cli.methods.base import Method
 from astra_cli.methods.registry import load_method
-from astra_cli.vocabulary import Observation, Summary, numbered
+from astra_cli.vocabulary import Observation, StoredRun, Summary, numbered
 
 __all__ = ["collect_inputs", "collect_observations", "execute_plan", "prepare", "run", "status"]
 
@@ -131,48 +133,79 @@ def prepare(
     force: bool = False,
     retry_failed: bool = False,
     checksum: bool = False,
+    backend: Backend | None = None,
 ) -> Plan:
-    """Validate the request and plan it against the store (created if missing); nothing runs.
+    """Validate the request and plan it against the store (created if missing); no run starts.
 
     manifests
         Manifest rows (see `collect_inputs`): an option value a row gives replaces the
         command line's values of that option for that row.
     jobs
-        The workers the plan is chunked for (every core when None).
+        The workers the plan is chunked for (the backend's, else every core, when None).
     checksum
         Know inputs by their contents rather than their size and modification time (see
         `engine.fingerprints`).
+    backend
+        The backend `execute_plan` will be given: with loky, its workers are started (and
+        load the first group's model) while the request is checked (`engine.warmstart`).
 
     Raises UsageError (exit code 2) for anything wrong with the request: no observations, an
-    unknown option or bad value, a required file that does not exist.
+    unknown option or bad value, a required file that does not exist or does not pass the
+    method's checks.
     """
     method_class = _method_class(method)
     sets = request_sets(method_class, observations, option_values, manifests)
-    passed = check_prerequisites(method_class, sets, remembered_passes(output_dir))
-    with ResultsStore(output_dir) as store:
-        store.remember_model_checks(passed)
+    check_required_files(method_class, sets)
+    if jobs is None and backend is not None:
+        jobs = backend.jobs
+    # A new store is created only once the request passes its checks: a refused request
+    # leaves nothing behind. Until then, there is nothing stored to plan against.
+    new_store = not (Path(output_dir) / STORE_FILENAME).is_file()
+    refuse_a_file_as_directory(output_dir)
+    with contextlib.ExitStack() as stack:
+        store = None if new_store else stack.enter_context(ResultsStore(output_dir))
+        stored_runs = store.stored_runs if store is not None else _nothing_stored
         fingerprints = Fingerprints(store, checksum=checksum)
         plan = make_plan(
             method_class,
             sets,
-            store.stored_runs,
+            stored_runs,
             fingerprints=fingerprints,
             jobs=resolve_jobs(jobs),
             chunk_size=chunk_size,
             force=force,
             retry_failed=retry_failed,
-            output_dir=str(store.output_dir),
+            output_dir=str(Path(output_dir)),
             bad_rows=len(manifests.problems) if manifests else 0,
         )
         plan.upstream = upstream_plans(
             plan,
-            store.stored_runs,
+            stored_runs,
             fingerprints=fingerprints,
             jobs=resolve_jobs(jobs),
             chunk_size=chunk_size,
             retry_failed=retry_failed,
         )
+        warm_start = WarmStart.begin(plan, backend) if backend is not None else None
+        try:
+            passed = check_models(method_class, sets, remembered_passes(output_dir))
+            if store is None:
+                store = stack.enter_context(ResultsStore(output_dir))
+                fingerprints.remember(store)
+            store.remember_model_checks(passed)
+        except Exception:
+            if warm_start is not None:
+                warm_start.finish()
+            raise
+        if warm_start is not None:
+            stage = first_stage(plan)
+            assert stage is not None
+            stage.warm_start = warm_start
         return plan
+
+
+def _nothing_stored(group_keys: Sequence[str]) -> dict[str, dict[str, StoredRun]]:
+    return {key: {} for key in group_keys}
 
 
 def status(
@@ -196,7 +229,7 @@ def status(
     bad_rows = len(manifests.problems) if manifests else 0
     refuse_a_file_as_directory(output_dir)
     if not (Path(output_dir) / STORE_FILENAME).is_file():
-        return make_plan(method_class, sets, lambda keys: {}, bad_rows=bad_rows)
+        return make_plan(method_class, sets, _nothing_stored, bad_rows=bad_rows)
     with ResultsStore(output_dir, read_only=True) as store:
         fingerprints = Fingerprints(store, checksum=checksum)
         return make_plan(
@@ -286,5 +319,6 @@ def run(
         force=force,
         retry_failed=retry_failed,
         checksum=checksum,
+        backend=chosen,
     )
     return execute_plan(plan, backend=chosen, progress=progress, wait=wait)

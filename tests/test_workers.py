@@ -63,6 +63,46 @@ def test_two_jobs_load_each_groups_model_at_most_twice(fifty_spectra, tmp_path, 
     assert summary["model_loads"] == len(loads)
 
 
+def test_workers_load_the_model_while_the_request_is_checked(fifty_spectra, tmp_path, plugin_env):
+    model, log = tmp_path / "model.txt", tmp_path / "log.txt"
+    model.write_text("a model")
+
+    result = astra_subprocess(
+        "analyse", "text-model", *map(str, fifty_spectra[:8]), "--model", str(model),
+        "--log", str(log), "--check-waits-for", "2", "--load-waits-for", "2", "--jobs", "2",
+        "--chunk-size", "2",
+        "-o", str(tmp_path / "out"), "--json", env=plugin_env,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    lines = load_lines(log)
+    assert "checked after 2 loads" in lines, "the check ended before both workers had loaded"
+    loads = [line for line in lines if line.startswith("load ")]
+    assert len(loads) == len(set(loads)) == 2, "the chunks ran on the workers that loaded it"
+    summary = json.loads(result.stdout)
+    assert (summary["ok"], summary["chunks"], summary["model_loads"]) == (8, 4, 2)
+
+
+def test_a_request_refused_while_the_workers_load_leaves_nothing(
+    fifty_spectra, tmp_path, plugin_env
+):
+    model, log = tmp_path / "model.txt", tmp_path / "log.txt"
+    model.write_text("refuse this model")
+
+    result = astra_subprocess(
+        "analyse", "text-model", *map(str, fifty_spectra[:8]), "--model", str(model),
+        "--log", str(log), "--check-waits-for", "2", "--load-waits-for", "2", "--jobs", "2",
+        "-o", str(tmp_path / "out"), env=plugin_env,
+    )  # fmt: skip
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"astra: error: {model}: this model is refused by its check"
+    ], "one line: no traceback from the workers stopped under it"
+    assert "checked after 2 loads" in load_lines(log)
+    assert not (tmp_path / "out").exists(), "nothing may be created for a refused request"
+
+
 def test_insignificant_option_shares_the_model(fifty_spectra, tmp_path, plugin_env):
     result, loads = run_counting(
         fifty_spectra[:10], tmp_path, "--jobs", "1", "--threads", "8", env=plugin_env

@@ -53,7 +53,7 @@ def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
         warn_of_oversubscription(backend)
         if running.log_file is not None:
             check_log_file(running.log_file, invocation.planning.output_dir)
-        plan = prepare_invocation(method_class, invocation, jobs=backend.jobs)
+        plan = prepare_invocation(method_class, invocation, backend=backend)
         summary = execute_plan(
             plan,
             backend=backend,

@@ -9,6 +9,7 @@ from astra_cli.cli.invocation import Invocation
 
 if TYPE_CHECKING:
     from astra_cli.api import Inputs
+    from astra_cli.engine.backends import Backend
     from astra_cli.engine.planner import Plan
     from astra_cli.methods.base import Method
 
@@ -44,13 +45,19 @@ def collect_invocation_inputs(method_class: type[Method], invocation: Invocation
 
 
 def prepare_invocation(
-    method_class: type[Method], invocation: Invocation, *, jobs: int | None
+    method_class: type[Method],
+    invocation: Invocation,
+    *,
+    jobs: int | None = None,
+    backend: Backend | None = None,
 ) -> Plan:
     """Observations and option values from the command line -> a plan against the store.
 
     jobs
-        The workers the plan is chunked for: the backend's, when one was chosen (every core
-        when None).
+        The workers the plan is chunked for (every core when None), unless a backend is given.
+    backend
+        The backend the plan will run on (`analyse`): its workers start while the request is
+        checked.
     """
     from astra_cli import api
 
@@ -63,6 +70,7 @@ def prepare_invocation(
         manifests=inputs.manifests,
         output_dir=planning.output_dir,
         jobs=jobs,
+        backend=backend,
         chunk_size=planning.chunk_size,
         force=planning.force,
         retry_failed=planning.retry_failed,

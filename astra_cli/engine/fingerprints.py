@@ -72,7 +72,8 @@ class Fingerprints:
     """The states of inputs and models for one invocation's plan, each computed once.
 
     store
-        Where model digests are remembered between invocations (None: not remembered).
+        Where model digests are remembered between invocations (None: not yet; `remember`
+        writes them once there is one).
     checksum
         Know inputs by their contents rather than size and modification time: slower (every
         input is read), but a file rewritten with the same bytes, or restored from a backup
@@ -85,6 +86,7 @@ class Fingerprints:
         self.checksum = checksum
         self._inputs: dict[str, str] = {}
         self._models: dict[tuple[str, ...], ModelFingerprint] = {}
+        self._unremembered: list[tuple[str, int, int, str]] = []
 
     def input(self, path: str) -> str:
         """`size:mtime_ns` of an input file (or `sha256:...` with checksum), `missing` if it
@@ -126,7 +128,17 @@ class Fingerprints:
             raise UsageError(f"model file {path} changed while astra read it; try again")
         if self.store is not None:
             self.store.remember_model_digest(path, after.st_size, after.st_mtime_ns, digest)
+        else:
+            self._unremembered.append((path, after.st_size, after.st_mtime_ns, digest))
         return digest, state
+
+    def remember(self, store: ResultsStore) -> None:
+        """Remember in `store`, from now on, and the digests taken before it was opened (a
+        new store is created only once the request passed its checks)."""
+        self.store = store
+        for path, size, mtime_ns, digest in self._unremembered:
+            store.remember_model_digest(path, size, mtime_ns, digest)
+        self._unremembered.clear()
 
 
 def _input_state(path: str, checksum: bool) -> str:

@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from astra_cli.engine.fingerprints import (
     CHECKSUM_PREFIX,
@@ -200,6 +200,14 @@ class Chunk:
     observations: tuple[Observation, ...]
 
 
+class StartedWorkers(Protocol):
+    """Workers started for a stage before it runs (`engine.warmstart.WarmStart`)."""
+
+    def finish(self) -> int:
+        """Wait until they are ready; the models they loaded."""
+        ...
+
+
 @dataclass
 class Plan:
     """What an invocation will do, and everything the run loop needs to do it."""
@@ -219,6 +227,9 @@ class Plan:
     requested_at: float = field(default_factory=time.time)
     """When the request was planned: its runs are stored with it, so that a results table
     lists invocation after invocation, each in the order its request named the runs."""
+    warm_start: StartedWorkers | None = field(default=None, compare=False, repr=False)
+    """The workers started for this stage while the request was checked, loading its first
+    model (`engine.warmstart`); `execute_plan` runs the chunks on them."""
 
     @property
     def requested(self) -> int:

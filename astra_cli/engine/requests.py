@@ -75,22 +75,29 @@ def request_sets(
     return sets
 
 
-def check_prerequisites(
-    method_class: type[Method],
-    sets: Sequence[RequestSet],
-    passed_before: Callable[[str], bool] = lambda key: False,
-) -> list[str]:
-    """Every file a method requires exists and passes the method's own checks, before anything
-    runs: once per distinct set of option values. A check that `passed_before` remembers
-    passing on the same files (`engine.modelchecks`) is not done again; returns the keys of
-    the checks that passed now, for the store to remember."""
-    distinct = {tuple(sorted(s.options.items())): s.options for s in sets}
-    passed = []
-    for options in distinct.values():
+def check_required_files(method_class: type[Method], sets: Sequence[RequestSet]) -> None:
+    """Every file a method requires exists, once per distinct set of option values: the cheap
+    half of the checks, made before planning (which takes the model files' digest)."""
+    for options in _distinct_options(sets):
         method = method_class(**options)
         for required in method.requires():
             if not Path(required).is_file():
                 raise UsageError(_missing_file(method, Path(required)))
+
+
+def check_models(
+    method_class: type[Method],
+    sets: Sequence[RequestSet],
+    passed_before: Callable[[str], bool] = lambda key: False,
+) -> list[str]:
+    """Every set of option values passes the method's own checks (`Method.validate`, a read
+    of the model files), before anything runs. A check that `passed_before` remembers passing
+    on the same files (`engine.modelchecks`) is not done again; returns the keys of the checks
+    that passed now, for the store to remember. Made after planning, so that the workers can
+    start meanwhile (`engine.warmstart`)."""
+    passed = []
+    for options in _distinct_options(sets):
+        method = method_class(**options)
         key = check_key(method)
         if key is not None and passed_before(key):
             continue
@@ -98,6 +105,10 @@ def check_prerequisites(
         if key is not None:
             passed.append(key)
     return passed
+
+
+def _distinct_options(sets: Sequence[RequestSet]) -> list[Mapping[str, Any]]:
+    return list({tuple(sorted(s.options.items())): s.options for s in sets}.values())
 
 
 def _missing_file(method: Method, required: Path) -> str:

@@ -120,7 +120,7 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     try:
         method = load_method(task.method)(**task.options)
         try:
-            _check_model_files(method, task)
+            _check_model_files(method, task.model_files_state)
             model, loaded = _model_for(task.group_key, method, journal)
         except ModelLoadError as error:
             return _all_failed(task, str(error), error.fault)
@@ -132,7 +132,7 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         else:
             outcomes = _analyse_batch(method, model, task.observations, journal, files)
         try:
-            _check_model_files(method, task)
+            _check_model_files(method, task.model_files_state)
         except ModelLoadError as error:
             return _all_failed(task, str(error), error.fault, loaded)
         return ChunkResult(
@@ -142,18 +142,18 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         journal.close()
 
 
-def _check_model_files(method: Method, task: ChunkTask) -> None:
+def _check_model_files(method: Method, expected: str) -> None:
     """Refuse to start or to return a chunk when the model files are not what the plan
     fingerprinted (replaced or rewritten since): its results would be stored as another
     model's."""
-    if not task.model_files_state:
+    if not expected:
         return
     try:
         paths = method.model_files()
         state = files_state(paths)
     except Exception as error:  # a method's model_files() that fails on a file gone
         paths, state = [], f"unknown ({describe_error(error)})"
-    if state != task.model_files_state:
+    if state != expected:
         raise ModelLoadError(
             "the model files changed while this invocation ran (size or modification time: "
             f"{', '.join(map(str, paths)) or state}); not stored, the next invocation runs it "
@@ -172,7 +172,24 @@ def _slurm_job() -> str | None:
     return os.environ.get("SLURM_JOB_ID") or None
 
 
-def _model_for(group_key: str, method: Method, journal: ChunkJournal) -> tuple[Any, bool]:
+def prime(
+    method_name: str, options: Mapping[str, Any], group_key: str, model_files_state: str
+) -> bool:
+    """Load a group's model into this worker's cache before its first chunk comes (see
+    `engine.warmstart`); True if it was loaded now, for the invoking process to count.
+
+    Trouble is left for the chunks to meet and report: a model that cannot be loaded is
+    cached as such (as a chunk would have), and anything else is the chunk's to run into.
+    """
+    try:
+        method = load_method(method_name)(**options)
+        _check_model_files(method, model_files_state)
+        return _model_for(group_key, method, None)[1]
+    except Exception:
+        return False
+
+
+def _model_for(group_key: str, method: Method, journal: ChunkJournal | None) -> tuple[Any, bool]:
     # Workers outlive invocations (a notebook's loky pool, a standing dask cluster): a model
     # file rewritten since it was cached must be loaded again, so its state is in the key.
     key = f"{group_key}:{files_state(method.model_files())}"
@@ -184,7 +201,8 @@ def _model_for(group_key: str, method: Method, journal: ChunkJournal) -> tuple[A
             if cached is not None:
                 _models.move_to_end(key)
         if cached is None:
-            journal.loading()
+            if journal is not None:
+                journal.loading()
             try:
                 cached = _CachedModel(model=method.load_model())
             except Exception as error:
@@ -194,7 +212,8 @@ def _model_for(group_key: str, method: Method, journal: ChunkJournal) -> tuple[A
                 fault = FAULT_ENVIRONMENT if transient else FAULT_RUN
                 cached = _CachedModel(error=f"load_model failed: {describe_error(error)}")
                 cached.fault = fault
-            journal.loaded()
+            if journal is not None:
+                journal.loaded()
             if cached.fault == FAULT_RUN:  # a passing trouble is not remembered: load again
                 with _models_lock:
                     _models[key] = cached

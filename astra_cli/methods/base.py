@@ -302,9 +302,11 @@ class Method:
         return self.requires()
 
     def validate(self) -> None:
-        """Cheap checks in the invoking process, before any work: read a model file's header,
-        say, so that a wrong file stops the invocation (exit code 2) instead of failing every
-        run. Raise `astra_cli.errors.UsageError` with a message naming the file."""
+        """Checks in the invoking process, before any run: read a model file's header, say,
+        so that a wrong file stops the invocation (exit code 2) instead of failing every run.
+        Raise `astra_cli.errors.UsageError` with a message naming the file. The worker
+        processes may be loading the model meanwhile (`engine.warmstart`); a pass is
+        remembered in the store until the model files change (`engine.modelchecks`)."""
 
     def check_inputs(self, names: set[str]) -> None:
         """Refuse the input columns a manifest gave that these options cannot use (a label

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from astra_cli import Method, Param
+from astra_cli.errors import UsageError
 
 
 class Counting(Method):
@@ -53,17 +54,49 @@ class Counting(Method):
 
 
 class TextModel(Method):
-    """A model file whose text is the model: every result says which text it was made with."""
+    """A model file whose text is the model: every result says which text it was made with.
+
+    Its check (`validate`) refuses a model whose text starts with `refuse`; with --log, each
+    model load appends `load PID` to the log, and the check, given --check-waits-for N, waits
+    (up to 30 s) for N loads to be logged before it appends `checked after N loads`, so that a
+    test can see whether the workers load the model while the request is checked. Given
+    --load-waits-for N, a load waits (up to 30 s) for N loads to be logged: a model that takes
+    a while to load, for every worker to be up by the time one has loaded it.
+    """
 
     model = Param(type=Path, help="A text file: the model is its text.")
     delay = Param(0.0, significant=False, help="Seconds to sleep per observation.")
+    log = Param("", significant=False, help="File that each load and the check append to.")
+    check_waits_for = Param(0, significant=False, help="Logged loads the check waits for.")
+    load_waits_for = Param(0, significant=False, help="Logged loads a load waits for.")
+
+    def validate(self):
+        loads = self._wait_for_loads(self.check_waits_for)
+        if self.log:
+            with open(self.log, "a") as log:
+                log.write(f"checked after {loads} loads\n")
+        if Path(self.model).read_text().startswith("refuse"):
+            raise UsageError(f"{self.model}: this model is refused by its check")
 
     def load_model(self):
+        if self.log:
+            with open(self.log, "a") as log:
+                log.write(f"load {os.getpid()}\n")
+        self._wait_for_loads(self.load_waits_for)
         return Path(self.model).read_text()
 
     def analyse(self, model, spectrum):
         time.sleep(self.delay)
         return {"model_text": model}
+
+    def _wait_for_loads(self, wanted):
+        deadline = time.monotonic() + 30
+        while True:
+            lines = Path(self.log).read_text().splitlines() if os.path.exists(self.log) else []
+            loads = sum(line.startswith("load ") for line in lines)
+            if loads >= wanted or time.monotonic() > deadline:
+                return loads
+            time.sleep(0.02)
 
 
 class Vectorised(Method):
