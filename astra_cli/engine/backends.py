@@ -259,7 +259,7 @@ def joblib_settings(backend: Backend, workers: int) -> Iterator[Workers]:
     """The keyword arguments of `joblib.parallel_config` for this backend and number of
     workers, with any dask client open (and watched) for as long as the context lasts."""
     if backend.name == "loky":
-        from astra_cli.engine.worker import watch_parent
+        from astra_cli.engine.worker import start_worker
 
         # Each worker exits when this process is gone, even killed with -9: else loky's
         # workers live on, holding their models' memory, with nobody to hand them work.
@@ -267,7 +267,7 @@ def joblib_settings(backend: Backend, workers: int) -> Iterator[Workers]:
             {
                 "backend": "loky",
                 "n_jobs": workers,
-                "initializer": watch_parent,
+                "initializer": start_worker,
                 "initargs": (os.getpid(),),
             }
         )

@@ -9,6 +9,8 @@ what finished, what was in hand and what never started.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import math
 import os
 import threading
@@ -101,9 +103,19 @@ PARENT_POLL_SECONDS = 0.5
 """How often a worker looks whether the invoking process is still there."""
 
 
+def start_worker(parent: int) -> None:
+    """A loky worker process's initializer: it ends with its parent (`watch_parent`), and
+    quickly: the invoking process waits for its workers to exit before it can, and the
+    collection an interpreter makes as it exits, over every object of numpy, astropy and the
+    method, costs about 0.1 s and frees nothing the process would miss (the chunks' files are
+    closed as each ends)."""
+    watch_parent(parent)
+    atexit.register(gc.freeze)
+
+
 def watch_parent(parent: int) -> None:
-    """A worker process's initializer: a thread that ends the process once its parent, the
-    invoking process, is gone (killed with -9, say), so that no worker outlives it."""
+    """A thread that ends this worker process once its parent, the invoking process, is gone
+    (killed with -9, say), so that no worker outlives it."""
 
     def watch() -> None:
         while os.getppid() == parent:
