@@ -27,6 +27,7 @@ from astra_cli.cli.clickparts import (
 )
 from astra_cli.cli.console import error
 from astra_cli.cli.usage import plain_message
+from astra_cli.cli.values import PlainValues, convertible
 
 
 def unwrap(text: str) -> str:
@@ -50,11 +51,19 @@ def _no_type(ctx: Any) -> None:
     return None
 
 
-def _arguments_by_name(params: list[Any]) -> list[Any]:
-    """The parameters, each argument shown in help by its name (its placeholder) alone."""
+def _prepared(params: list[Any]) -> list[Any]:
+    """The parameters, each argument shown in help by its name (its placeholder) alone, and
+    each value converted by astra (`cli.values`) where Typer would have used pydantic."""
     for param in params:
         if param.param_type_name == "argument":
             param.display_type_rich = _no_type
+        descriptor = getattr(param, "type_descriptor", None)
+        if (
+            descriptor is not None
+            and getattr(param, "_runtime_param", "") is None
+            and convertible(descriptor.annotation)
+        ):
+            param._runtime_param = PlainValues(descriptor.parameter_info, descriptor.annotation)
     return params
 
 
@@ -65,7 +74,7 @@ class Command(TyperCommand):
         return _plain_help_option(super().get_help_option(ctx))
 
     def get_params(self, ctx: Any) -> list[Any]:
-        return _arguments_by_name(super().get_params(ctx))
+        return _prepared(super().get_params(ctx))
 
 
 class Group(TyperGroup):
@@ -76,7 +85,7 @@ class Group(TyperGroup):
         return _plain_help_option(super().get_help_option(ctx))
 
     def get_params(self, ctx: Any) -> list[Any]:
-        return _arguments_by_name(super().get_params(ctx))
+        return _prepared(super().get_params(ctx))
 
     def main(
         self,
