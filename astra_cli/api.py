@@ -197,6 +197,10 @@ def prepare(
             if warm_start is not None:
                 warm_start.finish()
             raise
+        except BaseException:  # Ctrl-C: the workers are stopped at once
+            if warm_start is not None:
+                warm_start.cancel()
+            raise
         if warm_start is not None:
             stage = first_stage(plan)
             assert stage is not None

@@ -16,6 +16,8 @@ import pytest
 from conftest import astra_subprocess
 from fits_factory import write_apstars
 
+from astra_cli.engine.locks import GroupLocks
+from astra_cli.exit_codes import ExitCode
 from astra_cli.io.store import ResultsStore
 
 
@@ -101,6 +103,89 @@ def test_a_request_refused_while_the_workers_load_leaves_nothing(
     ], "one line: no traceback from the workers stopped under it"
     assert "checked after 2 loads" in load_lines(log)
     assert not (tmp_path / "out").exists(), "nothing may be created for a refused request"
+
+
+def test_no_model_is_loaded_for_a_group_another_invocation_holds(
+    fifty_spectra, tmp_path, plugin_env
+):
+    model, log, out = tmp_path / "model.txt", tmp_path / "log.txt", tmp_path / "out"
+    model.write_text("a model")
+    options = ("--model", str(model), "--log", str(log), "--jobs", "2", "-o", str(out), "--json")
+    first = astra_subprocess(
+        "analyse", "text-model", str(fifty_spectra[0]), *options, env=plugin_env
+    )
+    assert first.returncode == 0, first.stderr
+    with ResultsStore(out) as store:
+        (group_key,) = {record.group_key for record in store.records()}
+    log.unlink()
+
+    locks = GroupLocks(out)
+    assert locks.acquire(group_key), "the first invocation left its lock held"
+    try:
+        result = astra_subprocess(
+            "analyse", "text-model", *map(str, fifty_spectra[1:9]), *options, env=plugin_env
+        )
+    finally:
+        locks.release_all()
+
+    assert result.returncode == ExitCode.LOCKED, result.stderr
+    assert json.loads(result.stdout)["locked"] == 8
+    assert not log.exists(), "a model was loaded for runs this invocation could not do"
+
+
+def test_a_plan_prepared_twice_runs_on_its_workers(fifty_spectra, tmp_path, plugin_env):
+    """A notebook cell that prepares a plan, run again before the plan is executed: the first
+    plan's workers must not be killed under the second."""
+    model, log = tmp_path / "model.txt", tmp_path / "log.txt"
+    model.write_text("a model")
+    script = f"""
+import json
+from astra_cli.api import execute_plan, prepare
+from astra_cli.engine.backends import Backend
+from astra_cli.vocabulary import numbered, Observation
+from astra_cli.io.identifiers import observation_from_path
+
+backend = Backend.chosen("loky", 2)
+observations = numbered([observation_from_path(p) for p in {list(map(str, fifty_spectra[:6]))!r}])
+options = {{"model": [{str(model)!r}], "log": [{str(log)!r}]}}
+for _ in range(2):
+    plan = prepare("text-model", observations, options, output_dir={str(tmp_path / "out")!r},
+                   backend=backend, chunk_size=2)
+summary = execute_plan(plan, backend=backend)
+print(json.dumps(summary.to_dict()))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=plugin_env
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "Warning" not in result.stderr, result.stderr
+    assert json.loads(result.stdout)["ok"] == 6
+    loads = [line for line in load_lines(log) if line.startswith("load ")]
+    assert len(loads) == len(set(loads)) <= 2, "once per worker: the second plan ran on the first's"
+
+
+def test_ctrl_c_while_the_request_is_checked_says_one_line(fifty_spectra, tmp_path, plugin_env):
+    model, log = tmp_path / "model.txt", tmp_path / "log.txt"
+    model.write_text("a model")
+    command = [
+        sys.executable, "-m", "astra_cli", "analyse", "text-model",
+        *map(str, fifty_spectra[:8]), "--model", str(model), "--log", str(log),
+        "--check-waits-for", "3", "--load-waits-for", "2", "--jobs", "2",
+        "-o", str(tmp_path / "out"),
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=plugin_env
+    )
+    deadline = time.monotonic() + 60
+    while len(load_lines(log)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # both workers loaded: the check is still waiting for a third load
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == ExitCode.INTERRUPTED, stderr
+    assert stderr.splitlines() == ["astra: error: interrupted"]
+    assert not (tmp_path / "out").exists()
 
 
 def test_insignificant_option_shares_the_model(fifty_spectra, tmp_path, plugin_env):

@@ -13,6 +13,7 @@ type keeps Typer's conversion.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,10 +65,7 @@ def convert(value: Any, kind: Any) -> Any:
     if kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        try:
-            return int(str(value).strip())
-        except ValueError:
-            raise ValueError(f"{value!r} is not a whole number") from None
+        return _whole_number(value)
     if kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -78,6 +76,22 @@ def convert(value: Any, kind: Any) -> Any:
     if kind is Path:
         return value if isinstance(value, Path) else Path(value)
     return str(value)
+
+
+def _whole_number(value: Any) -> int:
+    """An int from `3`, or from `3.0` as pydantic took it; `3.5` or `x` is refused."""
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if number.is_integer():
+        return int(number)
+    raise ValueError(f"{value!r} is not a whole number")
 
 
 def _yes_or_no(value: Any) -> bool:

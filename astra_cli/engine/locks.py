@@ -16,6 +16,22 @@ from pathlib import Path
 LOCK_DIRNAME = ".locks"
 
 
+def locked_elsewhere(output_dir: str | os.PathLike[str], group_key: str) -> bool:
+    """Whether another process holds the group's lock now: a look that takes nothing (the lock
+    is let go at once) and creates nothing."""
+    try:
+        descriptor = os.open(Path(output_dir) / LOCK_DIRNAME / f"{group_key}.lock", os.O_RDONLY)
+    except OSError:  # never locked here, or not readable: nothing says it is held
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)  # closing the descriptor releases the flock
+    return False
+
+
 class GroupLocks:
     """The group locks this invocation holds."""
 

@@ -203,6 +203,9 @@ class Chunk:
 class StartedWorkers(Protocol):
     """Workers started for a stage before it runs (`engine.warmstart.WarmStart`)."""
 
+    workers: int
+    """How many: the stage runs on as many, for joblib to reuse them."""
+
     def finish(self) -> int:
         """Wait until they are ready; the models they loaded."""
         ...

@@ -57,9 +57,13 @@ class ChunkTasks:
 
 
 def execute(
-    tasks: Sequence[ChunkTask], numbering: ChunkTasks, backend: Backend
+    tasks: Sequence[ChunkTask],
+    numbering: ChunkTasks,
+    backend: Backend,
+    workers: int | None = None,
 ) -> Iterator[ChunkResult]:
-    """Run chunk tasks on a backend and yield each chunk's result as it finishes.
+    """Run chunk tasks on a backend and yield each chunk's result as it finishes, on `workers`
+    workers (as many as the tasks can use, when None: `backends.workers_for`).
 
     When a worker dies under a task (the loky pool breaks; dask gives up on a task that killed
     its workers), the chunks that did not come back are recovered from their journals (see
@@ -73,14 +77,15 @@ def execute(
     queue = list(tasks)
     suspects: list[ChunkTask] = []
     fruitless_restarts = 0
-    with joblib_settings(backend, workers_for(backend, len(tasks))) as workers:
+    count = workers if workers is not None else workers_for(backend, len(tasks))
+    with joblib_settings(backend, count) as pool:
         while queue or suspects:
             alone = not queue
             running = queue if queue else [suspects.pop(0)]
             returned: set[str] = set()
             journals = {task.chunk_id: Path(task.journal) for task in running}
             try:
-                for result in _parallel(workers.config, running):
+                for result in _parallel(pool.config, running):
                     returned.add(result.chunk_id)
                     journals[result.chunk_id].unlink(missing_ok=True)
                     yield result
@@ -107,7 +112,7 @@ def execute(
                 unfinished = [task for task in running if task.chunk_id not in returned]
                 recovered, _, _ = recover(unfinished, numbering, died=None)
                 yield from recovered
-                gave_up = workers.gave_up(error)
+                gave_up = pool.gave_up(error)
                 if gave_up is not None:
                     raise gave_up from None
                 raise

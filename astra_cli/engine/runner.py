@@ -130,8 +130,10 @@ def _execute_plan(
                         numbering, group, _recheck(plan, group, store, summary)
                     )
                 ]
+                warm_workers = plan.warm_start.workers if plan.warm_start is not None else None
                 summary.chunks += len(tasks)
-                summary.workers = max(summary.workers, processes_started(backend, len(tasks)))
+                started = processes_started(backend, warm_workers or len(tasks))
+                summary.workers = max(summary.workers, started)
                 # A group is over, its lock released and its line said, as soon as the last
                 # of its runs is in: the groups share the workers, but not their ends.
                 unfinished: dict[str, set[str]] = {group.key: set() for group in ready}
@@ -140,7 +142,7 @@ def _execute_plan(
                 for group in ready:
                     if not unfinished[group.key]:  # nothing to hand out (refused upstream)
                         _group_over(group, unfinished, locks, progress, committer)
-                for result in execute(tasks, numbering, backend):
+                for result in execute(tasks, numbering, backend, warm_workers):
                     committer.commit(result)
                     progress.chunk_done(result, summary)
                     runs = unfinished.get(result.group_key)

@@ -8,23 +8,31 @@ every worker. The last two need nothing of the first, so once the plan says ther
 `begin` starts the workers of its first stage and has each load that stage's first model, and
 the checks run meanwhile. `execute_plan` then runs the chunks on the same workers: joblib keeps
 one loky executor per process and hands it to a later call with the same settings
-(`backends.joblib_settings`) and number of workers, so the chunks find the model cached and
-the runner counts the loads made here (`finish`). When the checks refuse the request, the
-loads are waited for all the same (`finish`): stopping loky's workers in the middle of a task
-races its executor, which then prints a traceback of its own; and a model the checks refuse
-is seldom one that takes long to load.
+(`backends.joblib_settings`) and number of workers (`WarmStart.workers`, which the runner
+uses for the stage), so the chunks find the model cached and the runner counts the loads made
+here (`finish`). Each worker takes one load as it comes up; one that is up long before the
+other may take both, and the other then loads the model with its first chunk, as it would
+have without a warm start.
 
-Only for loky: a dask cluster is started when the chunks need it (SLURM jobs wait in a queue
-anyway), and the threading and sequential backends have no process to start.
+When the checks refuse the request, the loads are waited for all the same (`finish`):
+stopping loky's workers in the middle of a task races its executor, which then prints a
+traceback of its own, and a model the checks refuse is seldom one that takes long to load. Only
+an interrupt stops them at once (`cancel`). Nothing is started for a group that another
+invocation holds (its runs are not this invocation's to do), nor for a backend other than loky:
+a dask cluster is started when the chunks need it (SLURM jobs wait in a queue anyway), and the
+threading and sequential backends have no process to start.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from astra_cli.engine.backends import Backend, joblib_settings, worker_death_errors, workers_for
+from astra_cli.engine.backends import Backend, joblib_settings, workers_for
+from astra_cli.engine.locks import locked_elsewhere
 
 if TYPE_CHECKING:
     from astra_cli.engine.planner import Plan
@@ -34,39 +42,71 @@ if TYPE_CHECKING:
 class WarmStart:
     """Workers started for a stage of a plan, loading its first group's model."""
 
-    _loads: Iterator[bool]
-    _backend: Backend
+    workers: int
+    """How many were started: the stage runs on as many, so that joblib reuses them."""
+    _loads: Iterator[bool] | None
 
     @classmethod
     def begin(cls, plan: Plan, backend: Backend) -> WarmStart | None:
         """Start the workers of the plan's first stage with work, each loading the model of its
-        first group; None when nothing would gain (no work, no worker process to start)."""
+        first group; None when nothing would gain (no work, no worker process to start, a group
+        another invocation holds)."""
+        global _unfinished
         stage = first_stage(plan)
         if stage is None or backend.name != "loky":
             return None
         workers = workers_for(backend, len(stage.chunks))
-        if workers < 2:  # joblib runs a lone worker in this process
-            return None
+        group = stage.group(stage.chunks[0].group_key)
+        if workers < 2 or locked_elsewhere(stage.output_dir, group.key):
+            return None  # joblib runs a lone worker in this process
         from joblib import Parallel, delayed, parallel_config
 
         from astra_cli.engine.worker import prime
 
-        group = stage.group(stage.chunks[0].group_key)
+        if _unfinished is not None:  # a plan prepared, never run: its loads come first
+            _unfinished.finish()
         with joblib_settings(backend, workers) as settings, parallel_config(**settings.config):
             parallel = Parallel(return_as="generator_unordered", batch_size=1)
             loads = parallel(
                 delayed(prime)(group.method, group.options, group.key, group.model.files_state)
                 for _ in range(workers)
             )
-        return cls(loads, backend)
+        _unfinished = cls(workers, loads)
+        return _unfinished
 
     def finish(self) -> int:
-        """Wait for the workers to have loaded the model; how many loaded it. A worker that
-        died meanwhile is the chunks' to meet: the pool starts another and recovers."""
+        """Wait for the workers to have loaded the model; how many loaded it. Whatever went
+        wrong meanwhile (a worker killed, the executor shut down) is the chunks' to meet: the
+        pool starts other workers and recovers, so it is not raised here."""
+        global _unfinished
+        if _unfinished is self:
+            _unfinished = None
+        loads, self._loads = self._loads, None
+        done = 0
         try:
-            return sum(self._loads)
-        except worker_death_errors(self._backend):
-            return 0
+            for loaded in loads or ():
+                done += loaded
+        except (BrokenProcessPool, RuntimeError):  # a worker died; the executor was shut down
+            pass
+        return done
+
+    def cancel(self) -> None:
+        """Stop the workers now (an interrupt): joblib kills them when a call's results are
+        dropped unread, and warns that tasks were cancelled, which is the intent here."""
+        global _unfinished
+        if _unfinished is self:
+            _unfinished = None
+        loads, self._loads = self._loads, None
+        close = getattr(loads, "close", None)
+        if close is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                close()
+
+
+_unfinished: WarmStart | None = None
+"""The last warm start not yet finished: a plan prepared and dropped without being run would
+otherwise have joblib kill the process's shared workers when its call is collected."""
 
 
 def first_stage(plan: Plan) -> Plan | None:
