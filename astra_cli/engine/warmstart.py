@@ -56,9 +56,11 @@ class WarmStart:
         if stage is None or backend.name != "loky":
             return None
         workers = workers_for(backend, len(stage.chunks))
+        if workers < 2:  # joblib runs a lone worker in this process
+            return None
         group = stage.group(stage.chunks[0].group_key)
-        if workers < 2 or locked_elsewhere(stage.output_dir, group.key):
-            return None  # joblib runs a lone worker in this process
+        if locked_elsewhere(stage.output_dir, group.key):  # its runs are another's to do
+            return None
         from joblib import Parallel, delayed, parallel_config
 
         from astra_cli.engine.worker import prime
