@@ -15,7 +15,6 @@ from typing import Any, BinaryIO
 
 from astra_cli.engine.backends import DEFAULT_DASK_TIMEOUT, Backend, resolve_jobs
 from astra_cli.engine.fingerprints import Fingerprints
-from astra_cli.engine.modelchecks import remembered_passes
 from astra_cli.engine.planner import Plan, make_plan
 from astra_cli.engine.progress import Progress
 from astra_cli.engine.requests import check_models, check_required_files, request_sets
@@ -188,7 +187,9 @@ def prepare(
         )
         warm_start = WarmStart.begin(plan, backend) if backend is not None else None
         try:
-            passed = check_models(method_class, sets, remembered_passes(output_dir))
+            # The store, open already, says which checks passed before; a new one knows none.
+            passed_before = store.model_check_passed if store is not None else _never
+            passed = check_models(method_class, sets, passed_before)
             if store is None:
                 store = stack.enter_context(ResultsStore(output_dir))
                 fingerprints.remember(store)
@@ -206,6 +207,10 @@ def prepare(
             assert stage is not None
             stage.warm_start = warm_start
         return plan
+
+
+def _never(key: str) -> bool:
+    return False
 
 
 def _nothing_stored(group_keys: Sequence[str]) -> dict[str, dict[str, StoredRun]]:

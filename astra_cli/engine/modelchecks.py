@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
-from pathlib import Path
 
 from astra_cli.engine.fingerprints import MISSING, files_state
-from astra_cli.errors import UsageError
-from astra_cli.io.store import STORE_FILENAME, ResultsStore
 from astra_cli.methods.base import Method
 
 
@@ -33,21 +29,3 @@ def check_key(method: Method) -> str | None:
 
     options = json.dumps(method.options, sort_keys=True, default=str, separators=(",", ":"))
     return f"{method.name}/{method.version}/astra {__version__}/{options}/{paths}/{state}"
-
-
-def remembered_passes(output_dir: str | os.PathLike[str]) -> Callable[[str], bool]:
-    """Whether the store in `output_dir` remembers a pass under a key; nothing is created:
-    without a store, nothing has passed. Only a shortcut: a store that cannot be read as it is
-    (a new one whose tables another invocation is still creating, say) remembers nothing, and
-    opening it for writing, afterwards, says what is wrong with it if anything is."""
-    if not (Path(output_dir) / STORE_FILENAME).is_file():
-        return lambda key: False
-
-    def passed(key: str) -> bool:
-        try:
-            with ResultsStore(output_dir, read_only=True) as store:
-                return store.model_check_passed(key)
-        except UsageError:
-            return False
-
-    return passed
