@@ -700,6 +700,33 @@ def test_a_large_grid_is_searched_through_a_coarse_lattice(
     assert "coarse lattice" in prepared.describe_search()
 
 
+def test_a_grid_too_big_to_keep_its_searched_nodes_gives_the_same_answers(
+    spectra, grids, tmp_path, monkeypatch
+):
+    """The searched nodes are kept in memory up to SEARCH_MEMORY_BYTES (so that a small chunk
+    does not pay for making them again); a grid whose nodes would take more is searched block
+    by block at each search, with the same answers."""
+    from astra_cli.science import gridfit
+
+    def fitted(out):
+        summary = astra_cli.run(
+            "grid", spectra, output_dir=out, jobs=1, backend="sequential", grid=grids["fits"]
+        )
+        assert summary.ok == len(spectra)
+        with ResultsStore(out) as store:
+            return {r.input_path: r.result for r in store.records()}
+
+    kept = fitted(tmp_path / "kept")
+    assert load_prepared(grids["fits"])[0].search_block is not None
+    monkeypatch.setattr(gridfit, "SEARCH_MEMORY_BYTES", 0)
+    assert load_prepared(grids["fits"])[0].search_block is None
+    blocked = fitted(tmp_path / "blocked")
+    assert blocked.keys() == kept.keys()
+    for path, result in kept.items():
+        assert blocked[path]["teff"] == pytest.approx(result["teff"], rel=1e-9)
+        assert blocked[path]["logg"] == pytest.approx(result["logg"], rel=1e-9)
+
+
 def load_prepared(path):
     from astra_cli.methods.grid import Grid
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,10 @@ FULL_SEARCH_NODES = 4000
 """Grids with up to this many nodes are searched node by node: cheaper than the refinement."""
 COARSE_NODES = 1000
 """About how many nodes the coarse search of a larger grid compares each spectrum with."""
+SEARCH_MEMORY_BYTES = 128 * 2**20
+"""The most memory a worker keeps for the searched nodes (their spectra and squares in
+float32): the demo's 891 nodes of 8,575 pixels take 61 MB, a coarse lattice of 1,000 nodes
+69 MB. A full search of a bigger grid makes them again at each search, block by block."""
 STARTS_FULL, STARTS_COARSE = 1, 3
 """Refinements per spectrum by default: from the best node of a full search (the best of all
 nodes), from the best 3 of a coarse one (the best coarse node's basin may not hold the
@@ -77,17 +82,37 @@ class FitSettings:
 
 
 @dataclass(frozen=True)
+class SearchBlock:
+    """Nodes the search compares spectra with: their spectra in float32, the squares of those
+    (chi-square's model term), and their storage indices."""
+
+    spectra: np.ndarray
+    squares: np.ndarray
+    indices: np.ndarray
+
+    @classmethod
+    def of(cls, spectra: np.ndarray, indices: np.ndarray) -> SearchBlock:
+        return cls(spectra, spectra * spectra, indices)
+
+
+@dataclass(frozen=True)
 class PreparedGrid:
     """A grid ready for fitting: its model, the label values of its nodes, the segments of
     model pixels that each get their own continuum, and the nodes the search compares every
-    spectrum with. Holds no copy of the node spectra but the coarse nodes' (if any)."""
+    spectrum with. Of the node spectra it keeps only the searched ones, as SearchBlock, and
+    only up to SEARCH_MEMORY_BYTES of them: the coarse nodes of a large grid, or every node of
+    a small one. Making that block at each search instead, from the grid's stored values,
+    costs every `fit_batch` call the same, whatever its number of spectra (about 30 ms for
+    the demo's 891 nodes), which made small chunks slow."""
 
     grid: ModelGrid
     node_labels: np.ndarray
     segments: list[slice]
     search_nodes: np.ndarray | None = None
     """Storage indices of the coarse lattice; None when every node is searched."""
-    search_spectra: np.ndarray | None = None
+    search_block: SearchBlock | None = None
+    """The searched nodes, kept; None when every node is searched and they take more than
+    SEARCH_MEMORY_BYTES (each search then makes them block by block)."""
     search_spacing: np.ndarray | None = None
     """Label distance between neighbouring searched nodes (the steps, or the coarse ones)."""
 
@@ -97,12 +122,23 @@ class PreparedGrid:
         segments = continuum_segments(grid.wavelength, ranges)
         labels = grid.node_labels()
         if grid.n_nodes <= FULL_SEARCH_NODES:
-            return cls(grid, labels, segments, search_spacing=grid.steps)
+            block = None
+            if 2 * grid.n_nodes * grid.npix * np.dtype(np.float32).itemsize <= SEARCH_MEMORY_BYTES:
+                spectra = grid.node_spectra(0, grid.n_nodes, np.float32)
+                block = SearchBlock.of(spectra, np.arange(grid.n_nodes))
+            return cls(grid, labels, segments, search_block=block, search_spacing=grid.steps)
         nodes, strides = coarse_lattice(grid.shape, COARSE_NODES)
         if grid.invalid_nodes is not None:
             nodes = nodes[~grid.invalid_nodes[nodes]]
         spectra = np.vstack([grid.node_spectra(n, n + 1, np.float32) for n in nodes])
-        return cls(grid, labels, segments, nodes, spectra, grid.steps * np.array(strides))
+        return cls(
+            grid,
+            labels,
+            segments,
+            nodes,
+            SearchBlock.of(spectra, nodes),
+            grid.steps * np.array(strides),
+        )
 
     def describe_search(self, starts: int = 0) -> str:
         """What the search does with this grid, for `astra plan`."""
@@ -326,26 +362,26 @@ def _best_nodes(prepared: PreparedGrid, y: np.ndarray, w: np.ndarray, count: int
     rows = np.arange(len(y))[:, None]
     best = np.zeros((len(y), 0), dtype=int)
     least = np.zeros((len(y), 0))
-    for nodes, indices in _searched_blocks(prepared):
-        chi2 = base[:, None] - 2.0 * (wy @ nodes.T) + w32 @ (nodes * nodes).T
+    for block in _search_blocks(prepared):
+        chi2 = base[:, None] - 2.0 * (wy @ block.spectra.T) + w32 @ block.squares.T
         if grid.invalid_nodes is not None:
-            chi2[:, grid.invalid_nodes[indices]] = np.inf
+            chi2[:, grid.invalid_nodes[block.indices]] = np.inf
         merged_chi2 = np.hstack([least, chi2])
-        merged = np.hstack([best, np.broadcast_to(indices, chi2.shape)])
+        merged = np.hstack([best, np.broadcast_to(block.indices, chi2.shape)])
         keep = np.argsort(merged_chi2, axis=1, kind="stable")[:, :count]
         best, least = merged[rows, keep], merged_chi2[rows, keep]
     return best
 
 
-def _searched_blocks(prepared: PreparedGrid) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(float32 node spectra, their storage indices), block by block."""
-    if prepared.search_spectra is not None and prepared.search_nodes is not None:
-        return [(prepared.search_spectra, prepared.search_nodes)]
+def _search_blocks(prepared: PreparedGrid) -> Iterator[SearchBlock]:
+    """The searched nodes: the kept block, or every node made block by block, one block in
+    memory at a time."""
+    if prepared.search_block is not None:
+        yield prepared.search_block
+        return
     grid = prepared.grid
-    return [
-        (grid.node_spectra(start, stop, np.float32), np.arange(start, stop))
-        for start, stop in grid.node_blocks()
-    ]
+    for start, stop in grid.node_blocks():
+        yield SearchBlock.of(grid.node_spectra(start, stop, np.float32), np.arange(start, stop))
 
 
 @dataclass
