@@ -4,6 +4,7 @@ installed the way users install method plugins."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,11 +30,14 @@ def real_apvisits() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def plugin_dir(tmp_path_factory) -> Path:
-    """The test plugin, pip-installed into a directory of its own."""
+    """The test plugin, pip-installed into a directory of its own, from a copy of its source:
+    pip builds in the source tree, where the test processes running at once would collide."""
+    source = tmp_path_factory.mktemp("plugin-source") / "plugin"
+    shutil.copytree(PLUGIN_SOURCE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     target = tmp_path_factory.mktemp("plugin-site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-         str(PLUGIN_SOURCE)],
+         str(source)],
         check=True,
     )  # fmt: skip
     return target
