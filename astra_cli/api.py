@@ -17,7 +17,12 @@ from astra_cli.engine.backends import DEFAULT_DASK_TIMEOUT, Backend, resolve_job
 from astra_cli.engine.fingerprints import Fingerprints
 from astra_cli.engine.planner import Plan, make_plan
 from astra_cli.engine.progress import Progress
-from astra_cli.engine.requests import check_models, check_required_files, request_sets
+from astra_cli.engine.requests import (
+    check_models,
+    check_required_files,
+    model_checks,
+    request_sets,
+)
 from astra_cli.engine.runner import execute_plan
 from astra_cli.engine.slurm import SlurmOptions, slurm_options
 from astra_cli.engine.upstream import upstream_plans
@@ -185,11 +190,21 @@ def prepare(
             chunk_size=chunk_size,
             retry_failed=retry_failed,
         )
-        warm_start = WarmStart.begin(plan, backend) if backend is not None else None
+        # The store, open already, says which checks passed before; a new one knows none.
+        checks = model_checks(
+            method_class, sets, store.model_check_passed if store is not None else _never
+        )
+        # The workers make the checks they can (the model's imports and files are theirs to
+        # load anyway); those not heard of as passed are made here.
+        for_workers = [
+            (check.key, method_class.name, check.options) for check in checks if check.key
+        ]
+        warm_start = WarmStart.begin(plan, backend, for_workers) if backend is not None else None
         try:
-            # The store, open already, says which checks passed before; a new one knows none.
-            passed_before = store.model_check_passed if store is not None else _never
-            passed = check_models(method_class, sets, passed_before)
+            passed_there = frozenset[str]()
+            if warm_start is not None and for_workers:
+                passed_there = warm_start.checks_passed()
+            passed = check_models(method_class, checks, passed_there)
             if store is None:
                 store = stack.enter_context(ResultsStore(output_dir))
                 fingerprints.remember(store)

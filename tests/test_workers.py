@@ -65,7 +65,9 @@ def test_two_jobs_load_each_groups_model_at_most_twice(fifty_spectra, tmp_path, 
     assert summary["model_loads"] == len(loads)
 
 
-def test_workers_load_the_model_while_the_request_is_checked(fifty_spectra, tmp_path, plugin_env):
+def test_workers_load_the_model_and_check_the_request(fifty_spectra, tmp_path, plugin_env):
+    """The workers start before the request is checked: each loads the model, and the check
+    is made in one of them, which has the model's imports and files at hand already."""
     model, log = tmp_path / "model.txt", tmp_path / "log.txt"
     model.write_text("a model")
 
@@ -78,9 +80,12 @@ def test_workers_load_the_model_while_the_request_is_checked(fifty_spectra, tmp_
 
     assert result.returncode == 0, result.stderr
     lines = load_lines(log)
-    assert "checked after 2 loads" in lines, "the check ended before both workers had loaded"
     loads = [line for line in lines if line.startswith("load ")]
     assert len(loads) == len(set(loads)) == 2, "the chunks ran on the workers that loaded it"
+    workers = {line.split()[1] for line in loads}
+    checks = [line.split() for line in lines if line.startswith("checked ")]
+    assert [check[2] for check in checks] == ["2"], "one check, ended once both had loaded"
+    assert checks[0][-1] in workers, "the check was made in a worker"
     summary = json.loads(result.stdout)
     assert (summary["ok"], summary["chunks"], summary["model_loads"]) == (8, 4, 2)
 
@@ -101,7 +106,12 @@ def test_a_request_refused_while_the_workers_load_leaves_nothing(
     assert result.stderr.splitlines() == [
         f"astra: error: {model}: this model is refused by its check"
     ], "one line: no traceback from the workers stopped under it"
-    assert "checked after 2 loads" in load_lines(log)
+    lines = load_lines(log)
+    workers = {line.split()[1] for line in lines if line.startswith("load ")}
+    checked_in = [line.split()[-1] for line in lines if line.startswith("checked after 2 loads")]
+    assert len(checked_in) == 2 and checked_in[0] in workers and checked_in[1] not in workers, (
+        "refused in a worker, then checked again by the invoking process, to say why"
+    )
     assert not (tmp_path / "out").exists(), "nothing may be created for a refused request"
 
 

@@ -9,7 +9,7 @@ manifest row that gives an option its own value joins the set of that value.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,25 +85,45 @@ def check_required_files(method_class: type[Method], sets: Sequence[RequestSet])
                 raise UsageError(_missing_file(method, Path(required)))
 
 
-def check_models(
+@dataclass(frozen=True)
+class ModelCheck:
+    """One set of option values that must pass the method's own check (`Method.validate`),
+    and the key a pass is remembered under (None when it is not, see `check_key`)."""
+
+    options: Mapping[str, Any]
+    key: str | None
+
+
+def model_checks(
     method_class: type[Method],
     sets: Sequence[RequestSet],
     passed_before: Callable[[str], bool] = lambda key: False,
-) -> list[str]:
-    """Every set of option values passes the method's own checks (`Method.validate`, a read
-    of the model files), before anything runs. A check that `passed_before` remembers passing
-    on the same files (`engine.modelchecks`) is not done again; returns the keys of the checks
-    that passed now, for the store to remember. Made after planning, so that the workers can
-    start meanwhile (`engine.warmstart`)."""
-    passed = []
+) -> list[ModelCheck]:
+    """The checks a request needs before anything runs: one per distinct set of option
+    values, but those that `passed_before` remembers passing on the same files
+    (`engine.modelchecks`)."""
+    checks = []
     for options in _distinct_options(sets):
-        method = method_class(**options)
-        key = check_key(method)
-        if key is not None and passed_before(key):
-            continue
-        method.validate()
-        if key is not None:
-            passed.append(key)
+        key = check_key(method_class(**options))
+        if key is None or not passed_before(key):
+            checks.append(ModelCheck(options, key))
+    return checks
+
+
+def check_models(
+    method_class: type[Method],
+    checks: Sequence[ModelCheck],
+    passed_elsewhere: Set[str] = frozenset(),
+) -> list[str]:
+    """Make every check here, but those that passed elsewhere (in a worker started meanwhile,
+    `engine.warmstart`); the first refusal raises. Returns the keys of the checks that passed,
+    for the store to remember."""
+    passed = []
+    for check in checks:
+        if check.key is None or check.key not in passed_elsewhere:
+            method_class(**check.options).validate()
+        if check.key is not None:
+            passed.append(check.key)
     return passed
 
 

@@ -1,56 +1,71 @@
-"""Worker processes started, and the first group's model loaded in each, while the invoking
-process still checks the request.
+"""Worker processes started, and the first group's model loaded in each, before the request
+is checked; the checks are made in them.
 
-Before the first spectrum is read, an invocation pays for three things in turn: its own checks
-of the request (`Method.validate` reads a grid through, unless the store remembers a pass),
-starting loky's workers (an interpreter and the method's imports each) and loading the model in
-every worker. The last two need nothing of the first, so once the plan says there is work,
-`begin` starts the workers of its first stage and has each load that stage's first model, and
-the checks run meanwhile. `execute_plan` then runs the chunks on the same workers: joblib keeps
-one loky executor per process and hands it to a later call with the same settings
-(`backends.joblib_settings`) and number of workers (`WarmStart.workers`, which the runner
-uses for the stage), so the chunks find the model cached and the runner counts the loads made
-here (`finish`). Each worker takes one load as it comes up; one that is up long before the
-other may take both, and the other then loads the model with its first chunk, as it would
-have without a warm start.
+Before the first spectrum is read, an invocation pays for three things: the checks of the
+request (`Method.validate` reads a grid through, unless the store remembers a pass), starting
+loky's workers (an interpreter and the method's imports each) and loading the model in every
+worker. Once the plan says there is work, `begin` starts the workers of its first stage and has
+each load that stage's first model and then make its share of the request's checks
+(`worker.prime`). The workers import what the checks need (astropy for a FITS grid, 0.15 s of
+CPU) for the model anyway, and on a machine whose cores the workers fill, that CPU would
+otherwise be taken from them. The invoking process waits for them (`checks_passed`) and makes
+again, itself, each check not heard of as passed, so that a refusal is said in its own words
+and a worker that died checks nothing.
 
-When the checks refuse the request, the loads are waited for all the same (`finish`):
-stopping loky's workers in the middle of a task races its executor, which then prints a
-traceback of its own, and a model the checks refuse is seldom one that takes long to load. Only
-an interrupt stops them at once (`cancel`). Nothing is started for a group that another
+`execute_plan` then runs the chunks on the same workers: joblib keeps one loky executor per
+process and hands it to a later call with the same settings (`backends.joblib_settings`) and
+number of workers (`WarmStart.workers`, which the runner uses for the stage), so the chunks
+find the model cached and the runner counts the loads made here (`finish`). Each worker takes
+one load as it comes up; one that is up long before the other may take both, and the other
+then loads the model with its first chunk, as it would have without a warm start.
+
+When the checks refuse the request, the loads have been waited for: stopping loky's workers in
+the middle of a task races its executor, which then prints a traceback of its own. Only an
+interrupt stops them at once (`cancel`). Nothing is started for a group that another
 invocation holds (its runs are not this invocation's to do), nor for a backend other than loky:
 a dask cluster is started when the chunks need it (SLURM jobs wait in a queue anyway), and the
-threading and sequential backends have no process to start.
+threading and sequential backends have no process to start; the invoking process then makes
+every check itself.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from astra_cli.engine.backends import Backend, joblib_settings, workers_for
 from astra_cli.engine.locks import locked_elsewhere
 
 if TYPE_CHECKING:
     from astra_cli.engine.planner import Plan
+    from astra_cli.engine.worker import Primed
+
+WorkerCheck = tuple[str, str, Mapping[str, Any]]
+"""A check of the request for a worker to make: the key a pass is remembered under, the
+method's name, its options."""
 
 
 @dataclass
 class WarmStart:
-    """Workers started for a stage of a plan, loading its first group's model."""
+    """Workers started for a stage of a plan, loading its first group's model and making the
+    request's checks."""
 
     workers: int
     """How many were started: the stage runs on as many, so that joblib reuses them."""
-    _loads: Iterator[bool] | None
+    _primes: Iterator[Primed] | None
+    _loads: int = 0
+    _passed: set[str] = field(default_factory=set)
 
     @classmethod
-    def begin(cls, plan: Plan, backend: Backend) -> WarmStart | None:
+    def begin(
+        cls, plan: Plan, backend: Backend, checks: Sequence[WorkerCheck] = ()
+    ) -> WarmStart | None:
         """Start the workers of the plan's first stage with work, each loading the model of its
-        first group; None when nothing would gain (no work, no worker process to start, a group
-        another invocation holds)."""
+        first group, and share the `checks` among them; None when nothing would gain (no
+        work, no worker process to start, a group another invocation holds)."""
         global _unfinished
         stage = first_stage(plan)
         if stage is None or backend.name != "loky":
@@ -67,30 +82,42 @@ class WarmStart:
 
         if _unfinished is not None:  # a plan prepared, never run: its loads come first
             _unfinished.finish()
+        model = (group.method, group.options, group.key, group.model.files_state)
         with joblib_settings(backend, workers) as settings, parallel_config(**settings.config):
             parallel = Parallel(return_as="generator_unordered", batch_size=1)
-            loads = parallel(
-                delayed(prime)(group.method, group.options, group.key, group.model.files_state)
-                for _ in range(workers)
+            primes = parallel(
+                delayed(prime)(*model, checks=tuple(checks[worker::workers]))
+                for worker in range(workers)
             )
-        _unfinished = cls(workers, loads)
+        _unfinished = cls(workers, primes)
         return _unfinished
 
+    def checks_passed(self) -> frozenset[str]:
+        """Wait for the workers; the keys of the checks that passed in them."""
+        self._wait()
+        return frozenset(self._passed)
+
     def finish(self) -> int:
-        """Wait for the workers to have loaded the model; how many loaded it. Whatever went
-        wrong meanwhile (a worker killed, the executor shut down) is the chunks' to meet: the
-        pool starts other workers and recovers, so it is not raised here."""
+        """Wait for the workers to have loaded the model; how many loaded it, the first time
+        asked (the runner counts them once)."""
+        self._wait()
+        loads, self._loads = self._loads, 0
+        return loads
+
+    def _wait(self) -> None:
+        """Whatever went wrong meanwhile (a worker killed, the executor shut down) is the
+        chunks' to meet: the pool starts other workers and recovers, so it is not raised here;
+        a check not heard of is made again by the invoking process."""
         global _unfinished
         if _unfinished is self:
             _unfinished = None
-        loads, self._loads = self._loads, None
-        done = 0
+        primes, self._primes = self._primes, None
         try:
-            for loaded in loads or ():
-                done += loaded
+            for primed in primes or ():
+                self._loads += primed.loaded
+                self._passed.update(primed.passed)
         except (BrokenProcessPool, RuntimeError):  # a worker died; the executor was shut down
             pass
-        return done
 
     def cancel(self) -> None:
         """Stop the workers now (an interrupt): joblib kills them when a call's results are
@@ -98,8 +125,8 @@ class WarmStart:
         global _unfinished
         if _unfinished is self:
             _unfinished = None
-        loads, self._loads = self._loads, None
-        close = getattr(loads, "close", None)
+        primes, self._primes = self._primes, None
+        close = getattr(primes, "close", None)
         if close is not None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

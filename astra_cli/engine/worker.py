@@ -184,21 +184,43 @@ def _slurm_job() -> str | None:
     return os.environ.get("SLURM_JOB_ID") or None
 
 
-def prime(
-    method_name: str, options: Mapping[str, Any], group_key: str, model_files_state: str
-) -> bool:
-    """Load a group's model into this worker's cache before its first chunk comes (see
-    `engine.warmstart`); True if it was loaded now, for the invoking process to count.
+@dataclass(frozen=True)
+class Primed:
+    """What `prime` did: whether it loaded the model now (for the invoking process to count),
+    and the keys of the checks that passed."""
 
-    Trouble is left for the chunks to meet and report: a model that cannot be loaded is
-    cached as such (as a chunk would have), and anything else is the chunk's to run into.
+    loaded: bool
+    passed: tuple[str, ...] = ()
+
+
+def prime(
+    method_name: str,
+    options: Mapping[str, Any],
+    group_key: str,
+    model_files_state: str,
+    checks: Sequence[tuple[str, str, Mapping[str, Any]]] = (),
+) -> Primed:
+    """Load a group's model into this worker's cache before its first chunk comes, then make
+    the request's checks given, (key, method name, options) each (see `engine.warmstart`).
+
+    Trouble is left for others to meet and report: a model that cannot be loaded is cached as
+    such (as a chunk would have), and anything else is the chunk's to run into; a check that
+    does not pass is made again by the invoking process, which says why in its own words.
     """
     try:
         method = load_method(method_name)(**options)
         _check_model_files(method, model_files_state)
-        return _model_for(group_key, method, None)[1]
+        loaded = _model_for(group_key, method, None)[1]
     except Exception:
-        return False
+        loaded = False
+    passed = []
+    for key, checked_method, check_options in checks:
+        try:
+            load_method(checked_method)(**check_options).validate()
+        except Exception:
+            continue
+        passed.append(key)
+    return Primed(loaded, tuple(passed))
 
 
 def _model_for(group_key: str, method: Method, journal: ChunkJournal | None) -> tuple[Any, bool]:

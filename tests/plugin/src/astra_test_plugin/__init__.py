@@ -58,10 +58,11 @@ class TextModel(Method):
 
     Its check (`validate`) refuses a model whose text starts with `refuse`; with --log, each
     model load appends `load PID` to the log, and the check, given --check-waits-for N, waits
-    (up to 30 s) for N loads to be logged before it appends `checked after N loads`, so that a
-    test can see whether the workers load the model while the request is checked. Given
-    --load-waits-for N, a load waits (up to 30 s) for N loads to be logged: a model that takes
-    a while to load, for every worker to be up by the time one has loaded it.
+    (up to 30 s) for N loads to be logged before it appends `checked after N loads in PID`, so
+    that a test can see whether the workers load the model while the request is checked, and
+    where it was checked. Given --load-waits-for N, a load waits (up to 30 s) for N loads to be
+    logged: a model that takes a while to load, for every worker to be up by the time one has
+    loaded it.
     """
 
     model = Param(type=Path, help="A text file: the model is its text.")
@@ -74,7 +75,7 @@ class TextModel(Method):
         loads = self._wait_for_loads(self.check_waits_for)
         if self.log:
             with open(self.log, "a") as log:
-                log.write(f"checked after {loads} loads\n")
+                log.write(f"checked after {loads} loads in {os.getpid()}\n")
         if Path(self.model).read_text().startswith("refuse"):
             raise UsageError(f"{self.model}: this model is refused by its check")
 
