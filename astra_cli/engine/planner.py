@@ -396,14 +396,16 @@ def make_chunks(groups: Iterable[Group], size: int, *, tail_jobs: int = 1) -> li
 
 def chunk_sizes(runs: int, remaining: int, size: int, jobs: int) -> list[int]:
     """The lengths of one group's chunks, when `remaining` runs (this group's included) are
-    still to be cut: `size` each with one worker; with several, guided scheduling: each chunk
-    at most 1 / (2 jobs) of what remains, no smaller than MIN_TAIL_CHUNK, so that the chunks
-    handed out last are small and the workers finish together."""
+    still to be cut: `size` each with one worker; with several, guided self-scheduling: each
+    chunk at most 1 / jobs of what remains, no smaller than MIN_TAIL_CHUNK, so that the chunks
+    handed out last are small and the workers finish together. (1 / (2 jobs) made half again
+    as many chunks, 18 for 2,000 runs on 2 workers against 12, each a call of the method's
+    batch more, for workers that finished no closer together.)"""
     sizes = []
     while runs > 0:
         length = size
         if jobs > 1:
-            length = min(size, max(MIN_TAIL_CHUNK, math.ceil(remaining / (2 * jobs))))
+            length = min(size, max(MIN_TAIL_CHUNK, math.ceil(remaining / jobs)))
         length = min(length, runs)
         sizes.append(length)
         runs -= length
