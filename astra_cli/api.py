@@ -150,8 +150,8 @@ def prepare(
         Know inputs by their contents rather than their size and modification time (see
         `engine.fingerprints`).
     backend
-        The backend `execute_plan` will be given: with loky, its workers are started (and
-        load the first group's model) while the request is checked (`engine.warmstart`).
+        The backend `execute_plan` will be given: with loky, its workers are started here,
+        load the first group's model and check the request (`engine.warmstart`).
 
     Raises UsageError (exit code 2) for anything wrong with the request: no observations, an
     unknown option or bad value, a required file that does not exist or does not pass the
