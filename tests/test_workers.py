@@ -198,6 +198,32 @@ def test_ctrl_c_while_the_request_is_checked_says_one_line(fifty_spectra, tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_a_worker_whose_mapped_files_fill_its_memory_keeps_its_model(
+    fifty_spectra, tmp_path, plugin_env
+):
+    """A fit reads a memory-mapped grid, whose pages then count in the worker's resident
+    memory: loky's leak guard would take 300 MB more than after the worker's first task for a
+    leak, restart the worker (which loads the model again) and warn. astra bounds what its
+    workers hold itself, so its workers keep theirs."""
+    model, log, mapped = tmp_path / "model.txt", tmp_path / "log.txt", tmp_path / "grid.bin"
+    model.write_text("a model")
+    with open(mapped, "wb") as handle:  # sparse: no disk, its pages are read as zeros
+        handle.truncate(320 * 2**20)
+
+    result = astra_subprocess(
+        "analyse", "text-model", *map(str, fifty_spectra[:8]), "--model", str(model),
+        "--log", str(log), "--mapped", str(mapped), "--delay", "0.3", "--jobs", "2",
+        "--chunk-size", "2", "-o", str(tmp_path / "out"), "--json", env=plugin_env,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["ok"], summary["chunks"], summary["model_loads"]) == (8, 4, 2)
+    loads = [line for line in load_lines(log) if line.startswith("load ")]
+    assert len(loads) == 2, "a worker was restarted and loaded the model again"
+    assert "worker stopped" not in result.stderr, result.stderr
+
+
 def test_insignificant_option_shares_the_model(fifty_spectra, tmp_path, plugin_env):
     result, loads = run_counting(
         fifty_spectra[:10], tmp_path, "--jobs", "1", "--threads", "8", env=plugin_env

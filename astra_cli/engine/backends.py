@@ -262,7 +262,8 @@ def joblib_settings(backend: Backend, workers: int) -> Iterator[Workers]:
         from astra_cli.engine.worker import start_worker
 
         # Each worker exits when this process is gone, even killed with -9: else loky's
-        # workers live on, holding their models' memory, with nobody to hand them work.
+        # workers live on, holding their models' memory, with nobody to hand them work. And
+        # each keeps the models it loaded, mapped grids included (`start_worker`).
         yield Workers(
             {
                 "backend": "loky",

@@ -104,11 +104,23 @@ PARENT_POLL_SECONDS = 0.5
 
 
 def start_worker(parent: int) -> None:
-    """A loky worker process's initializer: it ends with its parent (`watch_parent`), and
-    quickly: the invoking process waits for its workers to exit before it can, and the
+    """A loky worker process's initializer: it ends with its parent (`watch_parent`), keeps the
+    models it loaded, and exits quickly.
+
+    Keeps its models: loky's leak guard restarts a worker whose resident memory grew by 300 MB
+    since its first task, and the pages of a memory-mapped grid count in it once fits have
+    read them (400 spectra on a 0.97 GB grid restarted a worker, which loaded the grid again:
+    bench_grid_memory.py). They are the page cache's, not a leak; what a worker holds is
+    bounded by astra itself (MODEL_CACHE_SIZE models, a chunk's spectra). Without the guard,
+    loky collects garbage between tasks instead.
+
+    Exits quickly: the invoking process waits for its workers to exit before it can, and the
     collection an interpreter makes as it exits, over every object of numpy, astropy and the
     method, costs about 0.1 s and frees nothing the process would miss (the chunks' files are
     closed as each ends)."""
+    from joblib.externals.loky import process_executor
+
+    process_executor._USE_PSUTIL = False
     watch_parent(parent)
     atexit.register(gc.freeze)
 

@@ -7,6 +7,7 @@ process with SIGKILL, as the OS does to a process that runs out of memory; `wait
 the file `--gate` names to exist (a test holds a chunk half done).
 """
 
+import mmap
 import os
 import signal
 import time
@@ -70,6 +71,12 @@ class TextModel(Method):
     log = Param("", significant=False, help="File that each load and the check append to.")
     check_waits_for = Param(0, significant=False, help="Logged loads the check waits for.")
     load_waits_for = Param(0, significant=False, help="Logged loads a load waits for.")
+    mapped = Param(
+        "",
+        significant=False,
+        help="A file whose every page each observation reads through a memory map, as a fit "
+        "reads a mapped grid; the map stays open, as a loaded grid's does.",
+    )
 
     def validate(self):
         loads = self._wait_for_loads(self.check_waits_for)
@@ -88,6 +95,8 @@ class TextModel(Method):
 
     def analyse(self, model, spectrum):
         time.sleep(self.delay)
+        if self.mapped:
+            _touch_every_page(self.mapped)
         return {"model_text": model}
 
     def _wait_for_loads(self, wanted):
@@ -98,6 +107,19 @@ class TextModel(Method):
             if loads >= wanted or time.monotonic() > deadline:
                 return loads
             time.sleep(0.02)
+
+
+_maps = {}
+
+
+def _touch_every_page(path):
+    """Read a byte of every page of the file through a map kept open: the pages count in the
+    process's resident memory, as a mapped grid's pages do once fits have read them."""
+    if path not in _maps:
+        with open(path, "rb") as handle:
+            _maps[path] = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    pages = _maps[path]
+    sum(pages[offset] for offset in range(0, len(pages), mmap.PAGESIZE))
 
 
 class Vectorised(Method):
