@@ -111,13 +111,16 @@ class WarmStart:
         global _unfinished
         if _unfinished is self:
             _unfinished = None
-        primes, self._primes = self._primes, None
+        if self._primes is None:
+            return
         try:
-            for primed in primes or ():
+            # Kept in self._primes while it is read, for an interrupt to `cancel`.
+            for primed in self._primes:
                 self._loads += primed.loaded
                 self._passed.update(primed.passed)
         except (BrokenProcessPool, RuntimeError):  # a worker died; the executor was shut down
             pass
+        self._primes = None
 
     def cancel(self) -> None:
         """Stop the workers now (an interrupt): joblib kills them when a call's results are

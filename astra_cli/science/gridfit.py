@@ -60,9 +60,10 @@ FULL_SEARCH_NODES = 4000
 COARSE_NODES = 1000
 """About how many nodes the coarse search of a larger grid compares each spectrum with."""
 SEARCH_MEMORY_BYTES = 128 * 2**20
-"""The most memory a worker keeps for the searched nodes (their spectra and squares in
-float32): the demo's 891 nodes of 8,575 pixels take 61 MB, a coarse lattice of 1,000 nodes
-69 MB. A full search of a bigger grid makes them again at each search, block by block."""
+"""The most memory a model keeps for a full search's nodes (their spectra and squares in
+float32; the demo's 891 nodes of 8,575 pixels take 61 MB): a bigger grid searched whole makes
+them again at each search, block by block. A coarse lattice is always kept: about
+COARSE_NODES nodes, 69 MB at 8,575 pixels."""
 STARTS_FULL, STARTS_COARSE = 1, 3
 """Refinements per spectrum by default: from the best node of a full search (the best of all
 nodes), from the best 3 of a coarse one (the best coarse node's basin may not hold the
