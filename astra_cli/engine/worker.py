@@ -111,8 +111,10 @@ def start_worker(parent: int) -> None:
     since its first task, and the pages of a memory-mapped grid count in it once fits have
     read them (400 spectra on a 0.97 GB grid restarted a worker, which loaded the grid again:
     bench_grid_memory.py). They are the page cache's, not a leak; what a worker holds is
-    bounded by astra itself (MODEL_CACHE_SIZE models, a chunk's spectra). Without the guard,
-    loky collects garbage between tasks instead.
+    bounded by astra itself (MODEL_CACHE_SIZE models, a chunk's spectra). The guard looks at
+    most once a second, between tasks; now it never looks, so it never makes the full garbage
+    collection it makes there without psutil either (12 to 20 ms each time with numpy,
+    astropy and a grid loaded; 6 or 7 of them per worker in 2,000 runs of `grid`).
 
     Exits quickly: the invoking process waits for its workers to exit before it can, and the
     collection an interpreter makes as it exits, over every object of numpy, astropy and the
@@ -120,7 +122,7 @@ def start_worker(parent: int) -> None:
     closed as each ends)."""
     from joblib.externals.loky import process_executor
 
-    process_executor._USE_PSUTIL = False
+    process_executor._MEMORY_LEAK_CHECK_DELAY = math.inf
     watch_parent(parent)
     atexit.register(gc.freeze)
 
