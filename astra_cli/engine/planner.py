@@ -232,7 +232,7 @@ class Plan:
     """When the request was planned: its runs are stored with it, so that a results table
     lists invocation after invocation, each in the order its request named the runs."""
     warm_start: StartedWorkers | None = field(default=None, compare=False, repr=False)
-    """The workers started for this stage while the request was checked, loading its first
+    """The workers started for this stage before the request was checked, loading its first
     model (`engine.warmstart`); `execute_plan` runs the chunks on them."""
 
     @property

@@ -112,7 +112,7 @@ def _execute_plan(
     remaining = [group for group in plan.groups if group.observations]
     try:
         with _sigterm_interrupts():
-            if plan.warm_start is not None:  # the workers started while the request was checked
+            if plan.warm_start is not None:  # the workers started as the request was checked
                 summary.model_loads += plan.warm_start.finish()
             while remaining:
                 ready = [group for group in remaining if locks.acquire(group.key)]

@@ -31,21 +31,17 @@ every check itself.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from astra_cli.engine.backends import Backend, joblib_settings, workers_for
 from astra_cli.engine.locks import locked_elsewhere
 
 if TYPE_CHECKING:
     from astra_cli.engine.planner import Plan
-    from astra_cli.engine.worker import Primed
-
-WorkerCheck = tuple[str, str, Mapping[str, Any]]
-"""A check of the request for a worker to make: the key a pass is remembered under, the
-method's name, its options."""
+    from astra_cli.engine.worker import Primed, WorkerCheck
 
 
 @dataclass

@@ -198,6 +198,11 @@ def _slurm_job() -> str | None:
     return os.environ.get("SLURM_JOB_ID") or None
 
 
+WorkerCheck = tuple[str, str, Mapping[str, Any]]
+"""A check of the request for a worker to make (`Method.validate`): the key a pass is
+remembered under, the method's name, its options."""
+
+
 @dataclass(frozen=True)
 class Primed:
     """What `prime` did: whether it loaded the model now (for the invoking process to count),
@@ -212,7 +217,7 @@ def prime(
     options: Mapping[str, Any],
     group_key: str,
     model_files_state: str,
-    checks: Sequence[tuple[str, str, Mapping[str, Any]]] = (),
+    checks: Sequence[WorkerCheck] = (),
 ) -> Primed:
     """Load a group's model into this worker's cache before its first chunk comes, then make
     the request's checks given, (key, method name, options) each (see `engine.warmstart`).

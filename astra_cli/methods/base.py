@@ -302,11 +302,13 @@ class Method:
         return self.requires()
 
     def validate(self) -> None:
-        """Checks in the invoking process, before any run: read a model file's header, say,
-        so that a wrong file stops the invocation (exit code 2) instead of failing every run.
-        Raise `astra_cli.errors.UsageError` with a message naming the file. The worker
-        processes may be loading the model meanwhile (`engine.warmstart`); a pass is
-        remembered in the store until the model files change (`engine.modelchecks`)."""
+        """Checks before any run: read a model file's header, say, so that a wrong file stops
+        the invocation (exit code 2) instead of failing every run. Raise
+        `astra_cli.errors.UsageError` with a message naming the file. With loky workers it is
+        made in a worker once that has loaded the model (`engine.warmstart`), and made again
+        in the invoking process if it did not pass there, to say why: it may run twice, and
+        must not depend on the process it runs in. A pass is remembered in the store until the
+        model files change (`engine.modelchecks`)."""
 
     def check_inputs(self, names: set[str]) -> None:
         """Refuse the input columns a manifest gave that these options cannot use (a label
