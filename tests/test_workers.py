@@ -66,14 +66,14 @@ def test_two_jobs_load_each_groups_model_at_most_twice(fifty_spectra, tmp_path, 
 
 
 def test_workers_load_the_model_and_check_the_request(fifty_spectra, tmp_path, plugin_env):
-    """The workers start before the request is checked: each loads the model, and the check
-    is made in one of them, which has the model's imports and files at hand already."""
+    """The workers start before the request is checked: the check is made in one of them
+    while the other loads the model, and then it loads the model too."""
     model, log = tmp_path / "model.txt", tmp_path / "log.txt"
     model.write_text("a model")
 
     result = astra_subprocess(
         "analyse", "text-model", *map(str, fifty_spectra[:8]), "--model", str(model),
-        "--log", str(log), "--check-waits-for", "2", "--load-waits-for", "2", "--jobs", "2",
+        "--log", str(log), "--check-waits-for", "1", "--load-waits-for", "2", "--jobs", "2",
         "--chunk-size", "2",
         "-o", str(tmp_path / "out"), "--json", env=plugin_env,
     )  # fmt: skip
@@ -84,10 +84,37 @@ def test_workers_load_the_model_and_check_the_request(fifty_spectra, tmp_path, p
     assert len(loads) == len(set(loads)) == 2, "the chunks ran on the workers that loaded it"
     workers = {line.split()[1] for line in loads}
     checks = [line.split() for line in lines if line.startswith("checked ")]
-    assert [check[2] for check in checks] == ["2"], "one check, ended once both had loaded"
+    assert [check[2] for check in checks] == ["1"], "one check, made as the other worker loaded"
     assert checks[0][-1] in workers, "the check was made in a worker"
     summary = json.loads(result.stdout)
     assert (summary["ok"], summary["chunks"], summary["model_loads"]) == (8, 4, 2)
+
+
+def test_chunks_start_on_a_worker_whose_model_is_loaded_while_another_loads(
+    fifty_spectra, tmp_path, plugin_env
+):
+    """A worker whose model is loaded takes chunks at once: it does not wait for the others.
+    Here each worker starts a load (the first waits for the second to start), and the second
+    load ends only once an observation has been analysed."""
+    model, log = tmp_path / "model.txt", tmp_path / "log.txt"
+    model.write_text("a model")
+
+    result = astra_subprocess(
+        "analyse", "text-model", *map(str, fifty_spectra[:8]), "--model", str(model),
+        "--log", str(log), "--load-waits-for", "2", "--second-load-waits-for-analysis",
+        "--jobs", "2",
+        "--chunk-size", "2", "-o", str(tmp_path / "out"), "--json", env=plugin_env,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["ok"], summary["model_loads"]) == (8, 2)
+    lines = load_lines(log)
+    ended = [index for index, line in enumerate(lines) if line.startswith("loaded ")]
+    analysed = [index for index, line in enumerate(lines) if line.startswith("analysed ")]
+    assert len(ended) == 2 and analysed[0] < ended[1], (
+        "the second load ended before any observation was analysed: the chunks waited for it"
+    )
 
 
 def test_a_request_refused_while_the_workers_load_leaves_nothing(
@@ -98,7 +125,7 @@ def test_a_request_refused_while_the_workers_load_leaves_nothing(
 
     result = astra_subprocess(
         "analyse", "text-model", *map(str, fifty_spectra[:8]), "--model", str(model),
-        "--log", str(log), "--check-waits-for", "2", "--load-waits-for", "2", "--jobs", "2",
+        "--log", str(log), "--check-waits-for", "1", "--load-waits-for", "2", "--jobs", "2",
         "-o", str(tmp_path / "out"), env=plugin_env,
     )  # fmt: skip
 
@@ -108,7 +135,7 @@ def test_a_request_refused_while_the_workers_load_leaves_nothing(
     ], "one line: no traceback from the workers stopped under it"
     lines = load_lines(log)
     workers = {line.split()[1] for line in lines if line.startswith("load ")}
-    checked_in = [line.split()[-1] for line in lines if line.startswith("checked after 2 loads")]
+    checked_in = [line.split()[-1] for line in lines if line.startswith("checked after ")]
     assert len(checked_in) == 2 and checked_in[0] in workers and checked_in[1] not in workers, (
         "refused in a worker, then checked again by the invoking process, to say why"
     )
@@ -181,15 +208,16 @@ def test_ctrl_c_while_the_request_is_checked_says_one_line(fifty_spectra, tmp_pa
     command = [
         sys.executable, "-m", "astra_cli", "analyse", "text-model",
         *map(str, fifty_spectra[:8]), "--model", str(model), "--log", str(log),
-        "--check-waits-for", "3", "--load-waits-for", "2", "--jobs", "2",
-        "-o", str(tmp_path / "out"),
+        "--check-waits-for", "2", "--jobs", "2", "-o", str(tmp_path / "out"),
     ]  # fmt: skip
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=plugin_env
     )
     deadline = time.monotonic() + 60
-    while len(load_lines(log)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)  # both workers loaded: the check is still waiting for a third load
+    while not any(line.startswith("loaded ") for line in load_lines(log)):
+        assert time.monotonic() < deadline, "no worker loaded the model"
+        time.sleep(0.05)  # one worker loaded; the other makes the check, which waits for a
+        # second load that only that worker would make, after the check
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
 

@@ -211,6 +211,10 @@ class StartedWorkers(Protocol):
         """Wait until they are ready; the models they loaded."""
         ...
 
+    def cancel(self) -> None:
+        """Stop them now (an interrupt)."""
+        ...
+
 
 @dataclass
 class Plan:

@@ -112,8 +112,6 @@ def _execute_plan(
     remaining = [group for group in plan.groups if group.observations]
     try:
         with _sigterm_interrupts():
-            if plan.warm_start is not None:  # the workers started as the request was checked
-                summary.model_loads += plan.warm_start.finish()
             while remaining:
                 ready = [group for group in remaining if locks.acquire(group.key)]
                 locked = [group for group in remaining if group not in ready]
@@ -157,9 +155,19 @@ def _execute_plan(
             for group in remaining:
                 summary.locked += len(group.observations)
                 summary.locked_groups.append(f"{group.key}: {locks.holder(group.key)}")
+            # The workers started as the request was checked took chunks as soon as their
+            # models were loaded; those loads are counted once the stage is over.
+            if plan.warm_start is not None:
+                summary.model_loads += plan.warm_start.finish()
     except KeyboardInterrupt as interrupt:
+        if plan.warm_start is not None:
+            plan.warm_start.cancel()
         summary.interrupted = True
         summary.signal = interrupt.signal_name if isinstance(interrupt, Terminated) else "SIGINT"
+    except Exception:
+        if plan.warm_start is not None:  # its workers are not stopped in the middle of a load
+            plan.warm_start.finish()
+        raise
     finally:
         locks.release_all()
         journals.close()

@@ -4,20 +4,23 @@ is checked; the checks are made in them.
 Before the first spectrum is read, an invocation pays for three things: the checks of the
 request (`Method.validate` reads a grid through, unless the store remembers a pass), starting
 loky's workers (an interpreter and the method's imports each) and loading the model in every
-worker. Once the plan says there is work, `begin` starts the workers of its first stage and has
-each load that stage's first model and then make its share of the request's checks
-(`worker.prime`). The workers import what the checks need (astropy for a FITS grid, 0.15 s of
-CPU) for the model anyway, and on a machine whose cores the workers fill, that CPU would
-otherwise be taken from them. The invoking process waits for them (`checks_passed`) and makes
-again, itself, each check not heard of as passed, so that a refusal is said in its own words
-and a worker that died checks nothing.
+worker. Once the plan says there is work, `begin` starts the workers of its first stage and
+hands them, in this order, the request's checks (`worker.make_checks`, shared among them) and
+one load of that stage's first model each (`worker.prime`). The workers import what the checks
+need (astropy for a FITS grid, 0.15 s of CPU) for the model anyway, and on a machine whose
+cores the workers fill, that CPU would otherwise be taken from them. The invoking process waits
+for the checks alone (`checks_passed`), not for the loads, and makes again, itself, each check
+not heard of as passed, so that a refusal is said in its own words and a worker that died
+checks nothing.
 
 `execute_plan` then runs the chunks on the same workers: joblib keeps one loky executor per
 process and hands it to a later call with the same settings (`backends.joblib_settings`) and
 number of workers (`WarmStart.workers`, which the runner uses for the stage), so the chunks
-find the model cached and the runner counts the loads made here (`finish`). Each worker takes
-one load as it comes up; one that is up long before the other may take both, and the other
-then loads the model with its first chunk, as it would have without a warm start.
+find the model cached. The chunks queue behind the loads: a worker takes its first chunk as
+soon as its model is loaded, while another may still be loading or checking. Once the stage is
+over, the runner counts the loads made here (`finish`). Each worker takes one load as it comes
+up; one that is up long before the other may take both, and the other then loads the model
+with its first chunk, as it would have without a warm start.
 
 When the checks refuse the request, the loads have been waited for: stopping loky's workers in
 the middle of a task races its executor, which then prints a traceback of its own. Only an
@@ -52,6 +55,9 @@ class WarmStart:
     workers: int
     """How many were started: the stage runs on as many, so that joblib reuses them."""
     _primes: Iterator[Primed] | None
+    _checks: int = 0
+    """How many checks the workers were given."""
+    _checked: int = 0
     _loads: int = 0
     _passed: set[str] = field(default_factory=set)
 
@@ -74,23 +80,26 @@ class WarmStart:
             return None
         from joblib import Parallel, delayed, parallel_config
 
-        from astra_cli.engine.worker import prime
+        from astra_cli.engine.worker import make_checks, prime
 
         if _unfinished is not None:  # a plan prepared, never run: its loads come first
             _unfinished.finish()
         model = (group.method, group.options, group.key, group.model.files_state)
+        # The checks first, in the first workers up: the request's verdict is what the chunks
+        # wait for, and each worker's load what its own first chunk waits for.
+        shares = [tuple(checks[share::workers]) for share in range(min(workers, len(checks)))]
+        tasks = [delayed(make_checks)(share) for share in shares]
+        tasks += [delayed(prime)(*model) for _ in range(workers)]
         with joblib_settings(backend, workers) as settings, parallel_config(**settings.config):
-            parallel = Parallel(return_as="generator_unordered", batch_size=1)
-            primes = parallel(
-                delayed(prime)(*model, checks=tuple(checks[worker::workers]))
-                for worker in range(workers)
-            )
-        _unfinished = cls(workers, primes)
+            parallel = Parallel(return_as="generator_unordered", batch_size=1, pre_dispatch="all")
+            primes = parallel(tasks)
+        _unfinished = cls(workers, primes, len(checks))
         return _unfinished
 
     def checks_passed(self) -> frozenset[str]:
-        """Wait for the workers; the keys of the checks that passed in them."""
-        self._wait()
+        """Wait for the workers that make checks, not for the others' loads; the keys of the
+        checks that passed in them."""
+        self._wait(until_checked=True)
         return frozenset(self._passed)
 
     def finish(self) -> int:
@@ -100,23 +109,28 @@ class WarmStart:
         loads, self._loads = self._loads, 0
         return loads
 
-    def _wait(self) -> None:
-        """Whatever went wrong meanwhile (a worker killed, the executor shut down) is the
+    def _wait(self, until_checked: bool = False) -> None:
+        """Read what the workers did: until every check was made, or until every worker is
+        done. Whatever went wrong meanwhile (a worker killed, the executor shut down) is the
         chunks' to meet: the pool starts other workers and recovers, so it is not raised here;
         a check not heard of is made again by the invoking process."""
         global _unfinished
-        if _unfinished is self:
-            _unfinished = None
-        if self._primes is None:
-            return
         try:
             # Kept in self._primes while it is read, for an interrupt to `cancel`.
-            for primed in self._primes:
+            while self._primes is not None:
+                if until_checked and self._checked >= self._checks:
+                    return
+                primed = next(self._primes, None)
+                if primed is None:
+                    break
                 self._loads += primed.loaded
+                self._checked += primed.checked
                 self._passed.update(primed.passed)
         except (BrokenProcessPool, RuntimeError):  # a worker died; the executor was shut down
             pass
         self._primes = None
+        if _unfinished is self:
+            _unfinished = None
 
     def cancel(self) -> None:
         """Stop the workers now (an interrupt): joblib kills them when a call's results are

@@ -205,26 +205,23 @@ remembered under, the method's name, its options."""
 
 @dataclass(frozen=True)
 class Primed:
-    """What `prime` did: whether it loaded the model now (for the invoking process to count),
-    and the keys of the checks that passed."""
+    """What a task of the warm start did (`prime` or `make_checks`): whether it loaded the
+    model now (for the invoking process to count), how many checks it made, and the keys of
+    those that passed."""
 
     loaded: bool
+    checked: int = 0
     passed: tuple[str, ...] = ()
 
 
 def prime(
-    method_name: str,
-    options: Mapping[str, Any],
-    group_key: str,
-    model_files_state: str,
-    checks: Sequence[WorkerCheck] = (),
+    method_name: str, options: Mapping[str, Any], group_key: str, model_files_state: str
 ) -> Primed:
-    """Load a group's model into this worker's cache before its first chunk comes, then make
-    the request's checks given, (key, method name, options) each (see `engine.warmstart`).
+    """Load a group's model into this worker's cache before its first chunk comes (see
+    `engine.warmstart`).
 
-    Trouble is left for others to meet and report: a model that cannot be loaded is cached as
-    such (as a chunk would have), and anything else is the chunk's to run into; a check that
-    does not pass is made again by the invoking process, which says why in its own words.
+    Trouble is left for the chunks to meet and report: a model that cannot be loaded is cached
+    as such (as a chunk would have), and anything else is the chunk's to run into.
     """
     try:
         method = load_method(method_name)(**options)
@@ -232,6 +229,13 @@ def prime(
         loaded = _model_for(group_key, method, None)[1]
     except Exception:
         loaded = False
+    return Primed(loaded)
+
+
+def make_checks(checks: Sequence[WorkerCheck]) -> Primed:
+    """Make the request's checks given, (key, method name, options) each, in this worker (see
+    `engine.warmstart`). A check that does not pass is made again by the invoking process,
+    which says why in its own words."""
     passed = []
     for key, checked_method, check_options in checks:
         try:
@@ -239,7 +243,7 @@ def prime(
         except Exception:
             continue
         passed.append(key)
-    return Primed(loaded, tuple(passed))
+    return Primed(False, len(checks), tuple(passed))
 
 
 def _model_for(group_key: str, method: Method, journal: ChunkJournal | None) -> tuple[Any, bool]:

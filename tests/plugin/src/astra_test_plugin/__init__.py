@@ -58,12 +58,15 @@ class TextModel(Method):
     """A model file whose text is the model: every result says which text it was made with.
 
     Its check (`validate`) refuses a model whose text starts with `refuse`; with --log, each
-    model load appends `load PID` to the log, and the check, given --check-waits-for N, waits
-    (up to 30 s) for N loads to be logged before it appends `checked after N loads in PID`, so
-    that a test can see whether the workers load the model while the request is checked, and
-    where it was checked. Given --load-waits-for N, a load waits (up to 30 s) for N loads to be
-    logged: a model that takes a while to load, for every worker to be up by the time one has
-    loaded it.
+    model load appends `load PID` as it starts and `loaded PID` as it ends, each observation
+    analysed `analysed PID`, and the check, given --check-waits-for N, waits (up to 30 s) for N
+    loads to be logged before it appends `checked after N loads in PID`, so that a test can see
+    whether the workers load the model while the request is checked, and where it was checked.
+    Given --load-waits-for N, a load waits (up to 30 s) for N loads to be logged: a model that
+    takes a while to load, for every worker to be up by the time one has loaded it. Given
+    --second-load-waits-for-analysis, every load but the first logged waits (up to 30 s) for
+    an observation to be analysed: a worker that loads slowly, for a test to see whether the
+    others start without it.
     """
 
     model = Param(type=Path, help="A text file: the model is its text.")
@@ -71,6 +74,9 @@ class TextModel(Method):
     log = Param("", significant=False, help="File that each load and the check append to.")
     check_waits_for = Param(0, significant=False, help="Logged loads the check waits for.")
     load_waits_for = Param(0, significant=False, help="Logged loads a load waits for.")
+    second_load_waits_for_analysis = Param(
+        False, significant=False, help="A load after another waits for an analysis."
+    )
     mapped = Param(
         "",
         significant=False,
@@ -87,25 +93,39 @@ class TextModel(Method):
             raise UsageError(f"{self.model}: this model is refused by its check")
 
     def load_model(self):
-        if self.log:
-            with open(self.log, "a") as log:
-                log.write(f"load {os.getpid()}\n")
+        self._log("load")
         self._wait_for_loads(self.load_waits_for)
+        if self.second_load_waits_for_analysis and self._first_load() != f"load {os.getpid()}":
+            self._wait_for_lines("analysed ", 1)
+        self._log("loaded")
         return Path(self.model).read_text()
 
     def analyse(self, model, spectrum):
         time.sleep(self.delay)
         if self.mapped:
             _touch_every_page(self.mapped)
+        self._log("analysed")
         return {"model_text": model}
 
+    def _log(self, what):
+        if self.log:
+            with open(self.log, "a") as log:
+                log.write(f"{what} {os.getpid()}\n")
+
+    def _first_load(self):
+        lines = Path(self.log).read_text().splitlines()
+        return next(line for line in lines if line.startswith("load "))
+
     def _wait_for_loads(self, wanted):
+        return self._wait_for_lines("load ", wanted)
+
+    def _wait_for_lines(self, start, wanted):
         deadline = time.monotonic() + 30
         while True:
             lines = Path(self.log).read_text().splitlines() if os.path.exists(self.log) else []
-            loads = sum(line.startswith("load ") for line in lines)
-            if loads >= wanted or time.monotonic() > deadline:
-                return loads
+            found = sum(line.startswith(start) for line in lines)
+            if found >= wanted or time.monotonic() > deadline:
+                return found
             time.sleep(0.02)
 
 
