@@ -225,3 +225,41 @@ def test_a_spectrum_that_kills_every_worker_fails_alone_and_the_run_ends(
     assert (summary["ok"], summary["failed"]) == (6, 1), summary
     (failure,) = summary["failures"]
     assert "crash" in failure["observation"] and "alone" in failure["error"]
+
+
+def test_a_local_cluster_keeps_workers_whose_mapped_grid_fills_their_memory(
+    plugin_dir, spectra, tmp_path
+):
+    """dask holds a worker to its resident memory, where the pages of a memory-mapped grid
+    count once fits have read them (in every worker, though the workers share them): it would
+    pause and restart the workers of a local cluster, each restart loading the model again.
+    Here dask's limits are brought down to 400 MB rather than a grid brought up past a
+    worker's share of this machine's memory."""
+    import logging
+
+    from distributed.worker_memory import parse_memory_limit
+
+    model, log, mapped = tmp_path / "model.txt", tmp_path / "log.txt", tmp_path / "grid.bin"
+    model.write_text("a model")
+    with open(mapped, "wb") as handle:  # sparse: no disk, its pages are read as zeros
+        handle.truncate(480 * 2**20)
+    share = parse_memory_limit("auto", 1, logger=logging.getLogger())  # a worker's by default
+    fraction = f"{400e6 / share:.6f}"
+    env = {
+        "PYTHONPATH": str(plugin_dir),
+        "DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE": fraction,
+        "DASK_DISTRIBUTED__WORKER__MEMORY__TERMINATE": fraction,
+    }
+
+    result = astra_subprocess(
+        "analyse", "text-model", *map(str, spectra[:8]), "--model", str(model),
+        "--log", str(log), "--mapped", str(mapped), "--delay", "0.3", "--backend", "dask",
+        "-j", "2", "--chunk-size", "2", "-o", str(tmp_path / "out"), "--json",
+        env=env, timeout=180,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["ok"], summary["model_loads"]) == (8, 2), "a worker was restarted"
+    loads = [line for line in log.read_text().splitlines() if line.startswith("load ")]
+    assert len(loads) == 2, loads

@@ -113,6 +113,37 @@ def test_each_worker_in_a_job_loads_each_model_once(on_slurm, slurm, tmp_path):
 
 
 @needs_slurm
+def test_a_job_keeps_workers_whose_mapped_grid_fills_their_memory(on_slurm, slurm, tmp_path):
+    """dask-jobqueue gives each worker a memory limit of its own (the job's memory shared
+    among its workers), which counts the pages of a memory-mapped grid once fits have read
+    them: dask would restart the worker, which loads the model again. astra lifts it and
+    leaves the job to SLURM's limit. Here dask's limit is brought down to 400 MB of the job's
+    1 GB rather than a grid brought up past it."""
+    spectra = write_apstars(tmp_path / "spectra", 8)
+    model, log, mapped = tmp_path / "model.txt", tmp_path / "log.txt", tmp_path / "grid.bin"
+    model.write_text("a model")
+    with open(mapped, "wb") as handle:  # sparse: no disk, its pages are read as zeros
+        handle.truncate(480 * 2**20)
+    env = {
+        **on_slurm.env,
+        "DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE": "0.4",
+        "DASK_DISTRIBUTED__WORKER__MEMORY__TERMINATE": "0.4",
+    }
+
+    result = astra_subprocess(
+        "analyse", "text-model", *map(str, spectra), "--model", str(model), "--log", str(log),
+        "--mapped", str(mapped), "--delay", "0.3", "--backend", "slurm", "--slurm-jobs", "1",
+        "--chunk-size", "2", "-o", str(tmp_path / "out"), "--json",
+        env=env, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["ok"], summary["model_loads"]) == (8, 1), "the worker was restarted"
+    assert slurm.wait_for_empty_queue() == []
+
+
+@needs_slurm
 def test_sigterm_in_the_middle_cancels_the_jobs(on_slurm, slurm, tmp_path):
     spectra = write_apstars(tmp_path / "spectra", 30)
     runs = tmp_path / "runs.log"

@@ -297,10 +297,13 @@ def joblib_settings(backend: Backend, workers: int) -> Iterator[Workers]:
                     backend.scheduler, scheduler_file=backend.scheduler_file, set_as_default=False
                 )
             else:
+                from astra_cli.engine.worker import WORKER_MEMORY_LIMIT
+
                 cluster = LocalCluster(
                     n_workers=workers,
                     threads_per_worker=1,
                     processes=True,
+                    memory_limit=WORKER_MEMORY_LIMIT,
                     dashboard_address=None,
                     silence_logs=logging.ERROR,
                 )

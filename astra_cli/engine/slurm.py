@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields
 from types import FrameType
 from typing import Any
 
+from astra_cli.engine.worker import WORKER_MEMORY_LIMIT
 from astra_cli.errors import UsageError, did_you_mean, spelling
 
 ENV_PREFIX = "ASTRA_SLURM_"
@@ -127,6 +128,10 @@ class SlurmRequest:
             "walltime": self.walltime,
             "python": sys.executable,  # the same environment, methods and plugins
             "job_name": JOB_NAME,
+            # The job's memory is what SLURM holds it to. dask-jobqueue gives each worker a
+            # limit of its own as well (memory / processes), which would count the pages of a
+            # mapped grid in every worker; the later --memory-limit wins.
+            "worker_extra_args": ["--memory-limit", WORKER_MEMORY_LIMIT],
         }
         if self.extra is not None:
             options["job_extra_directives"] = list(self.extra)

@@ -102,6 +102,15 @@ class ModelLoadError(RuntimeError):
 PARENT_POLL_SECONDS = 0.5
 """How often a worker looks whether the invoking process is still there."""
 
+WORKER_MEMORY_LIMIT = "0"
+"""The memory limit of the dask workers astra starts (a local cluster's, SLURM jobs'): none.
+dask holds a worker to its resident memory, where the pages of a memory-mapped grid that its
+fits have read count in full in every worker, though the workers share them: with a grid
+larger than a worker's share of the memory, dask would pause the worker, then restart it (the
+model loaded again), over and over. astra's workers keep no dask data to spill (every result
+goes straight back); as with loky's leak guard (`start_worker`), the machine's limits
+are theirs (SLURM's, for a job)."""
+
 
 def start_worker(parent: int) -> None:
     """A loky worker process's initializer: it ends with its parent (`watch_parent`), keeps the
