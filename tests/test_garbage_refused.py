@@ -72,7 +72,8 @@ def test_a_grid_holding_nan_is_refused_before_any_work(
 def test_a_grid_error_names_the_node_of_the_first_nan(demo_files, nan_grid_values, tmp_path):
     path = tmp_path / "nan.fits"
     write_grid(nan_grid_values, path, "astra")
-    result = analyse("grid", star_paths(demo_files)[0], "--grid", str(path))
+    output = tmp_path / "out"
+    result = analyse("grid", star_paths(demo_files)[0], "--grid", str(path), "-o", str(output))
     assert "the first at node 8 (" in result.output
     assert "value 301" in result.output
 
@@ -83,7 +84,8 @@ def test_a_ferre_grid_with_a_zero_step_is_refused(demo_files, tmp_path):
     write_grid(grid, path, "ferre-binary")
     header = path.read_text()
     path.write_text(re.sub(r"STEPS = (\S+)", "STEPS = 0.0", header, count=1))
-    result = analyse("grid", star_paths(demo_files)[0], "--grid", str(path))
+    output = tmp_path / "out"
+    result = analyse("grid", star_paths(demo_files)[0], "--grid", str(path), "-o", str(output))
     assert result.exit_code == 2, result.output
     assert "STEPS must be positive" in result.output
 
@@ -93,7 +95,8 @@ def test_a_cannon_model_holding_nan_is_refused(demo_files, tmp_path):
     with fits.open(demo_files.cannon_model) as hdus:
         hdus["THETA"].data[3, 2] = np.nan
         hdus.writeto(path)
-    result = analyse("cannon", star_paths(demo_files)[0], "--model", str(path))
+    output = tmp_path / "out"
+    result = analyse("cannon", star_paths(demo_files)[0], "--model", str(path), "-o", str(output))
     assert result.exit_code == 2, result.output
     assert f"Cannon model {path}: THETA holds NaN" in result.output
 
