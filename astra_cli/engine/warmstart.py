@@ -1,5 +1,5 @@
-"""Worker processes started, and the first group's model loaded in each, before the request
-is checked; the checks are made in them.
+"""Worker processes started before the request is checked: they make the checks, and each
+loads the first group's model.
 
 Before the first spectrum is read, an invocation pays for three things: the checks of the
 request (`Method.validate` reads a grid through, unless the store remembers a pass), starting
