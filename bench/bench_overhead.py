@@ -23,11 +23,13 @@ Each is timed from outside, from spawning its processes to the last one's exit, 
 contender pays its interpreter start and imports. Every process runs with one BLAS thread
 (set below, before numpy is imported, and inherited). The contenders run in turn, --repeat
 times (default 3), each attempt in another order (astra first, then the floor, then luigi),
-and the best of each is kept. Before each, the machine is let settle: dirty pages written
-(sync) and SETTLE_SECONDS of rest, so that what one contender leaves the kernel to do (the
-writeback and unlinking of luigi's 2,000 output files, processes still exiting) is not
-charged to the next. Then: a no-op rerun of the 1-group request (every run done) and `astra
---help`, median of --help-runs (default 20).
+and the best of each is kept; the ratio astra/floor of each attempt, whose two runs were
+seconds apart, is printed too, with their median: a machine whose speed drifts over minutes
+shows there. Before each run, the machine is let settle: dirty pages written (sync) and
+SETTLE_SECONDS of rest, so that what one contender leaves the kernel to do (the writeback and
+unlinking of luigi's 2,000 output files, processes still exiting) is not charged to the next.
+Then: a no-op rerun of the 1-group request (every run done) and `astra --help`, median of
+--help-runs (default 20).
 
 Prints every figure and the ratios beside their targets (astra / floor <= 1.05; luigi /
 astra >= 1.5 with 1 group, >= 1.05 with 2; no-op rerun <= 0.3 s; --help <= 150 ms); asserts
@@ -252,8 +254,10 @@ def main() -> None:
         if isinstance(python, str):
             print(f"luigi: skipped ({python})")
         rows = []
+        paired: dict[int, list[float]] = {}
         for orders in ([4], [4, 3]):
             best: dict[str, float] = {}
+            pairs = paired[len(orders)] = []
             for attempt in range(args.repeat):
                 output_dir = scratch / f"astra-{len(orders)}-{attempt}"
                 names = ["astra", "floor"] + ([] if isinstance(python, str) else ["luigi"])
@@ -270,10 +274,12 @@ def main() -> None:
                 if attempt < args.repeat - 1 or len(orders) > 1:
                     shutil.rmtree(output_dir)
                 seconds = {name: seconds[name] for name in names}
+                pairs.append(seconds["astra"] / seconds["floor"])
                 print(
                     f"{len(orders)} group(s), {len(data.paths) * len(orders):,} runs, attempt "
                     f"{attempt + 1}: "
                     + ", ".join(f"{name} {value:.2f} s" for name, value in seconds.items())
+                    + f" (astra/floor {pairs[-1]:.2f})"
                 )
                 best = {k: min(v, best.get(k, v)) for k, v in seconds.items()}
             rows.append((len(orders), best))
@@ -307,6 +313,11 @@ def main() -> None:
                 if "luigi" in best
                 else ""
             )
+        )
+    for groups, pairs in paired.items():
+        print(
+            f"{groups} group(s): astra/floor attempt by attempt {min(pairs):.2f} to "
+            f"{max(pairs):.2f}, median {statistics.median(pairs):.2f}"
         )
     print(
         f"no-op rerun of {len(data.paths):,} runs: {min(noop):.2f} s best of {len(noop)} "
