@@ -305,8 +305,8 @@ class Method:
         """Checks before any run: read a model file's header, say, so that a wrong file stops
         the invocation (exit code 2) instead of failing every run. Raise
         `astra_cli.errors.UsageError` with a message naming the file. With loky workers it is
-        made in a worker once that has loaded the model (`engine.warmstart`), and made again
-        in the invoking process if it did not pass there, to say why: it may run twice, and
+        made in a worker, before that loads the model (`engine.warmstart`), and made again in
+        the invoking process if it did not pass there, to say why: it may run twice, and
         must not depend on the process it runs in. A pass is remembered in the store until the
         model files change (`engine.modelchecks`)."""
 
