@@ -36,7 +36,7 @@ from astra_cli.io.store import (
     refuse_a_file_as_directory,
 )
 from astra_cli.methods.base import Method
-from astra_cli.methods.registry import load_method
+from astra_cli.methods.registry import load_method, method_path
 from astra_cli.vocabulary import Observation, StoredRun, Summary, numbered
 
 __all__ = ["collect_inputs", "collect_observations", "execute_plan", "prepare", "run", "status"]
@@ -196,8 +196,9 @@ def prepare(
         )
         # The workers make the checks they can (the model's imports and files are theirs to
         # load anyway); those not heard of as passed are made here.
+        path = method_path(method_class)
         for_workers = [
-            (check.key, method_class.name, check.options) for check in checks if check.key
+            (check.key, method_class.name, path, check.options) for check in checks if check.key
         ]
         warm_start = WarmStart.begin(plan, backend, for_workers) if backend is not None else None
         try:

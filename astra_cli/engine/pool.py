@@ -18,6 +18,7 @@ from typing import Any
 from astra_cli.engine.backends import Backend, joblib_settings, worker_death_errors, workers_for
 from astra_cli.engine.journal import read_journal
 from astra_cli.engine.worker import ChunkResult, ChunkTask, WorkItem, run_chunk
+from astra_cli.methods.registry import load_method, method_path
 from astra_cli.vocabulary import FAULT_ENVIRONMENT, FAULT_RUN, Outcome
 
 MAX_FRUITLESS_RESTARTS = 2
@@ -48,6 +49,7 @@ class ChunkTasks:
             chunk_id,
             group_key,
             method,
+            method_path(load_method(method)),
             dict(options),
             tuple(observations),
             journal,

@@ -81,10 +81,12 @@ class WarmStart:
         from joblib import Parallel, delayed, parallel_config
 
         from astra_cli.engine.worker import make_checks, prime
+        from astra_cli.methods.registry import load_method, method_path
 
         if _unfinished is not None:  # a plan prepared, never run: its loads come first
             _unfinished.finish()
-        model = (group.method, group.options, group.key, group.model.files_state)
+        path = method_path(load_method(group.method))
+        model = (group.method, path, group.options, group.key, group.model.files_state)
         # The checks first, in the first workers up: the request's verdict is what the chunks
         # wait for, and each worker's load what its own first chunk waits for.
         shares = [tuple(checks[share::workers]) for share in range(min(workers, len(checks)))]

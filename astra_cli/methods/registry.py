@@ -8,11 +8,15 @@ installed package adds a method by declaring, in its own pyproject.toml::
 
 Listing names reads only package metadata, so shell completion stays fast; loading a method
 imports its module, which must not import numpy or astropy at module level.
+
+Worker processes are not made to find a method again: the invoking process tells them where
+its class is (`method_path`), and they import it from there (`resolve_method`).
 """
 
 from __future__ import annotations
 
 import functools
+import pkgutil
 from typing import TYPE_CHECKING
 
 from astra_cli.errors import UsageError, did_you_mean
@@ -60,5 +64,33 @@ def load_method(name: str) -> type[Method]:
         ) from error
     if not (isinstance(method_class, type) and issubclass(method_class, Method)):
         raise UsageError(f"method {name!r} ({entry_point.value}) is not an astra_cli.Method")
+    method_class.name = name
+    return method_class
+
+
+def method_path(method_class: type[Method]) -> str:
+    """Where a method's class is defined, as `module:Class`: what the invoking process tells
+    its workers (`resolve_method`)."""
+    return f"{method_class.__module__}:{method_class.__qualname__}"
+
+
+@functools.cache
+def resolve_method(name: str, path: str) -> type[Method]:
+    """The method class at `path` (`method_path`), registered under `name`, as `load_method`
+    gives it in the invoking process. Imported from there, without reading every installed
+    package's metadata to find it again: importlib.metadata's import and that read took about
+    20 ms of each worker's start, more on a cluster's shared file system.
+
+    Raises UsageError for a class the worker's environment cannot import or that is not a
+    Method subclass (a worker installed otherwise than the invoking process).
+    """
+    try:
+        method_class = pkgutil.resolve_name(path)
+    except Exception as error:
+        raise UsageError(
+            f"method {name!r} ({path}) failed to import: {type(error).__name__}: {error}"
+        ) from error
+    if not (isinstance(method_class, type) and issubclass(method_class, Method)):
+        raise UsageError(f"method {name!r} ({path}) is not an astra_cli.Method")
     method_class.name = name
     return method_class
