@@ -207,6 +207,7 @@ def prepare(
                 passed_there = warm_start.checks_passed()
             passed = check_models(method_class, checks, passed_there)
             if store is None:
+                fingerprints.wait()  # a model file that changed while read: nothing created
                 store = stack.enter_context(ResultsStore(output_dir))
                 fingerprints.remember(store)
             store.remember_model_checks(passed)

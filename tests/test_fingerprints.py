@@ -5,11 +5,13 @@ two versions of a model under one group.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 
@@ -21,10 +23,12 @@ from fits_factory import write_apstars
 from typer.testing import CliRunner
 
 from astra_cli.cli.app import app
-from astra_cli.engine.fingerprints import file_digest
+from astra_cli.engine.fingerprints import Fingerprints, file_digest
 from astra_cli.engine.planner import CurrentState, RunPolicy, classify
+from astra_cli.errors import UsageError
 from astra_cli.io.grids import read_grid, write_grid
 from astra_cli.io.store import _SCHEMA_1, SCHEMA_VERSION, ResultsStore
+from astra_cli.methods.base import Method
 from astra_cli.vocabulary import Observation, StoredRun
 
 runner = CliRunner()
@@ -145,6 +149,74 @@ def test_model_digests_are_remembered_by_size_and_modification_time(with_plugin,
     with sqlite3.connect(out / "astra.sqlite") as connection:
         rows = connection.execute("SELECT path, size, digest FROM model_digests").fetchall()
     assert rows == [(str(model), 2, file_digest(model))]
+
+
+class PipeModel(Method):
+    """A method whose model file is a named pipe: reading it waits until a test writes it."""
+
+    name = "pipe-model"
+
+    def __init__(self, model):
+        self.model = model
+
+    def model_files(self):
+        return [self.model]
+
+
+def write_into(pipe, data, returned, *, keep_mtime=False):
+    """Write `data` into a named pipe from another thread once `returned` is set, or after 5 s
+    (the thread's `saw_it_set` says which), and 50 ms: a time that a file system with a
+    coarse clock still tells from the moment the pipe was looked at. With `keep_mtime`, the
+    pipe gets its modification time back before the reader sees the end."""
+
+    def write():
+        thread.saw_it_set = returned.wait(5)
+        time.sleep(0.05)
+        before = os.stat(pipe)
+        with open(pipe, "wb") as writer:
+            writer.write(data)
+            writer.flush()
+            if keep_mtime:
+                os.utime(pipe, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    return thread
+
+
+def test_a_new_stores_model_digest_is_read_while_the_plan_goes_on(tmp_path):
+    """Without a store yet, nothing stored is compared with the digest: it is read in the
+    background, and waited for where it is stored."""
+    pipe = tmp_path / "model.pipe"
+    os.mkfifo(pipe)
+    fingerprints = Fingerprints(None)
+    returned = threading.Event()
+    writer = write_into(pipe, b"a model", returned, keep_mtime=True)
+
+    fingerprint = fingerprints.model(PipeModel(str(pipe)))
+    returned.set()
+    digest = fingerprint.digest
+    writer.join()
+
+    assert writer.saw_it_set, "the plan waited for the model file to be read"
+    assert len(digest) == 16
+    with ResultsStore(tmp_path / "out") as store:
+        fingerprints.remember(store)
+        rows = store._connection.execute("SELECT path, digest FROM model_digests").fetchall()
+    assert rows == [(str(pipe), hashlib.sha256(b"a model").hexdigest())]
+
+
+def test_a_model_that_changes_while_read_in_the_background_is_refused(tmp_path):
+    pipe = tmp_path / "model.pipe"
+    os.mkfifo(pipe)
+    returned = threading.Event()
+    writer = write_into(pipe, b"written after the plan looked at it", returned)
+    fingerprint = Fingerprints(None).model(PipeModel(str(pipe)))
+    returned.set()
+
+    with pytest.raises(UsageError, match=r"model file .*model\.pipe changed while astra read it"):
+        _ = fingerprint.digest
+    writer.join()
 
 
 def test_a_model_replaced_mid_run_never_mixes_two_models_in_a_group(plugin_env, spectra, tmp_path):

@@ -10,13 +10,19 @@ place reruns every run made with it, while one copied into place unchanged rerun
 Workers compare the model files' size and modification time with those seen here, before and
 after each chunk, so that one invocation never stores results of two versions of a model
 under one digest (`engine.worker`).
+
+A store being created has no run to compare a digest with: there, the model files are read in
+the background (`Fingerprints.model`) while the plan is made and the workers start, and the
+digest is waited for only where it is stored. A several-GB grid takes seconds to read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from astra_cli.errors import UsageError
@@ -35,10 +41,16 @@ _READ_BLOCK = 1 << 20
 class ModelFingerprint:
     """A group's model files: their contents' digest and what `stat` says of them."""
 
-    digest: str
-    """What the group's runs store as `model_state`; "" for a method without model files."""
+    taken: str | Future[str]
+    """The digest, or its reading still under way (`Fingerprints.model`)."""
     files_state: str
     """Size and modification time of each file, for the workers to compare with."""
+
+    @property
+    def digest(self) -> str:
+        """What the group's runs store as `model_state` ("" for a method without model
+        files), once read. Raises UsageError for a file that changed while it was read."""
+        return self.taken if isinstance(self.taken, str) else self.taken.result()
 
 
 NO_MODEL = ModelFingerprint("", "")
@@ -46,17 +58,11 @@ NO_MODEL = ModelFingerprint("", "")
 
 def files_state(paths: Iterable[str | os.PathLike[str]]) -> str:
     """`size-mtime_ns` of each file, comma-separated (`missing` for one that is not there)."""
-    states = []
-    for path in paths:
-        try:
-            states.append(_stat_state(os.stat(path)))
-        except OSError:
-            states.append(MISSING)
-    return ",".join(states)
+    return _joined_state([_file_stat(path) for path in paths])
 
 
-def _stat_state(status: os.stat_result) -> str:
-    return f"{status.st_size}-{status.st_mtime_ns}"
+def _joined_state(stats: Iterable[tuple[int, int] | None]) -> str:
+    return ",".join(MISSING if stat is None else f"{stat[0]}-{stat[1]}" for stat in stats)
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
@@ -97,48 +103,89 @@ class Fingerprints:
         return state
 
     def model(self, method: Method) -> ModelFingerprint:
-        """The fingerprint of the method's model files (`Method.model_files`)."""
+        """The fingerprint of the method's model files (`Method.model_files`). Without a
+        store yet, their digest is read in the background: nothing stored is compared with
+        it, and the workers need only the files' state, taken here."""
         paths = tuple(os.path.abspath(path) for path in method.model_files())
         if not paths:
             return NO_MODEL
         found = self._models.get(paths)
         if found is None:
-            digests, states = zip(*(self._digest(path) for path in paths), strict=True)
-            named = [f"{path}={digest}" for path, digest in zip(paths, digests, strict=True)]
-            combined = hashlib.sha256("\n".join(named).encode()).hexdigest()[:16]
             # The workers check the files against the very stat the digest was taken with:
             # a file replaced since cannot pass for the one that was read.
-            found = self._models[paths] = ModelFingerprint(combined, ",".join(states))
+            stats = tuple(_file_stat(path) for path in paths)
+            if self.store is None:
+                taken: str | Future[str] = _in_background(self._combined, paths, stats)
+            else:
+                taken = self._combined(paths, stats)
+            found = self._models[paths] = ModelFingerprint(taken, _joined_state(stats))
         return found
 
-    def _digest(self, path: str) -> tuple[str, str]:
-        """(SHA-256 of the file, `size-mtime_ns` of the file that was read)."""
-        try:
-            before = os.stat(path)
-        except OSError:  # for `astra status`; analyse refuses a missing model before this
-            return MISSING, MISSING
-        state = _stat_state(before)
+    def _combined(self, paths: tuple[str, ...], stats: tuple[tuple[int, int] | None, ...]) -> str:
+        """One digest for the files, each read with this state."""
+        digests = [self._digest(path, stat) for path, stat in zip(paths, stats, strict=True)]
+        named = [f"{path}={digest}" for path, digest in zip(paths, digests, strict=True)]
+        return hashlib.sha256("\n".join(named).encode()).hexdigest()[:16]
+
+    def _digest(self, path: str, state: tuple[int, int] | None) -> str:
+        """The SHA-256 of a file whose size and modification time were `state`: remembered,
+        or read."""
+        if state is None:  # for `astra status`; analyse refuses a missing model before this
+            return MISSING
+        size, mtime_ns = state
         if self.store is not None:
-            known = self.store.model_digest(path, before.st_size, before.st_mtime_ns)
+            known = self.store.model_digest(path, size, mtime_ns)
             if known is not None:
-                return known, state
+                return known
         digest = file_digest(path)
-        after = os.stat(path)
-        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        if _file_stat(path) != state:
             raise UsageError(f"model file {path} changed while astra read it; try again")
         if self.store is not None:
-            self.store.remember_model_digest(path, after.st_size, after.st_mtime_ns, digest)
+            self.store.remember_model_digest(path, size, mtime_ns, digest)
         else:
-            self._unremembered.append((path, after.st_size, after.st_mtime_ns, digest))
-        return digest, state
+            self._unremembered.append((path, size, mtime_ns, digest))
+        return digest
+
+    def wait(self) -> None:
+        """Wait for the digests read in the background. Raises UsageError for a model file
+        that changed while it was read."""
+        for fingerprint in self._models.values():
+            fingerprint.digest  # noqa: B018
 
     def remember(self, store: ResultsStore) -> None:
         """Remember in `store`, from now on, and the digests taken before it was opened (a
-        new store is created only once the request passed its checks)."""
+        new store is created only once the request passed its checks), once read."""
+        self.wait()  # a digest read in the background is in _unremembered once read
         self.store = store
         for path, size, mtime_ns, digest in self._unremembered:
             store.remember_model_digest(path, size, mtime_ns, digest)
         self._unremembered.clear()
+
+
+def _file_stat(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(size, modification time in ns) of a file; None if it is not there."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_size, status.st_mtime_ns
+
+
+def _in_background(function: Callable[..., str], *args: object) -> Future[str]:
+    """function(*args), run in a thread of its own: file reads and SHA-256 release the GIL, so
+    the invoking process plans and starts its workers meanwhile. A daemon thread, unlike a
+    ThreadPoolExecutor's, which the interpreter waits for as it exits: an interrupt does not
+    wait for a several-GB read to end."""
+    future: Future[str] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(function(*args))
+        except BaseException as error:
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="astra-model-digest", daemon=True).start()
+    return future
 
 
 def _input_state(path: str, checksum: bool) -> str:

@@ -339,7 +339,10 @@ def make_plan(
         candidates = list(requested[key].values())
         if fingerprints is not None:
             group.input_states = {o.key: fingerprints.input(o.path) for o in candidates}
-        sorted_runs = classify(candidates, stored.get(key, {}), policy, group.current)
+        # Nothing stored, nothing to compare: the model's digest may still be being read.
+        stored_runs = stored.get(key, {})
+        current = group.current if stored_runs else CurrentState()
+        sorted_runs = classify(candidates, stored_runs, policy, current)
         group.requested = len(requested[key])
         group.already_done, group.skipped_failed = sorted_runs.done, sorted_runs.failed
         group.stale, group.retried = sorted_runs.stale, sorted_runs.retried
