@@ -131,7 +131,7 @@ def start_worker(parent: int) -> None:
     the first task stays as long as the process, yet every full collection went through it
     again. Frozen (`gc.freeze`) here, it is left out of them; what is made later, models and
     spectra, is not, so a model evicted from the cache is freed as before. A worker's
-    collections in 2,000 runs of `grid` on 2 workers took 60 to 70 ms, 35 to 40 ms frozen
+    collections in 2,000 runs of `grid` on 2 workers took 60 to 70 ms, 30 to 40 ms frozen
     (timed with `gc.callbacks`).
 
     Exits quickly: the invoking process waits for its workers to exit before it can, and the
