@@ -202,7 +202,8 @@ def test_a_new_stores_model_digest_is_read_while_the_plan_goes_on(tmp_path):
     assert len(digest) == 16
     with ResultsStore(tmp_path / "out") as store:
         fingerprints.remember(store)
-        rows = store._connection.execute("SELECT path, digest FROM model_digests").fetchall()
+    with sqlite3.connect(tmp_path / "out" / "astra.sqlite") as connection:
+        rows = connection.execute("SELECT path, digest FROM model_digests").fetchall()
     assert rows == [(str(pipe), hashlib.sha256(b"a model").hexdigest())]
 
 
