@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import functools
 import pkgutil
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from astra_cli.errors import UsageError, did_you_mean
 from astra_cli.methods.base import Method
@@ -55,17 +56,7 @@ def load_method(name: str) -> type[Method]:
             f"unknown method {name!r}{did_you_mean(name, known)}; "
             f"installed methods: {', '.join(known) or 'none'} (see `astra methods`)"
         )
-    try:
-        method_class = entry_point.load()
-    except Exception as error:
-        raise UsageError(
-            f"method {name!r} ({entry_point.value}) failed to import: "
-            f"{type(error).__name__}: {error}"
-        ) from error
-    if not (isinstance(method_class, type) and issubclass(method_class, Method)):
-        raise UsageError(f"method {name!r} ({entry_point.value}) is not an astra_cli.Method")
-    method_class.name = name
-    return method_class
+    return _imported(name, entry_point.value, entry_point.load)
 
 
 def method_path(method_class: type[Method]) -> str:
@@ -84,13 +75,20 @@ def resolve_method(name: str, path: str) -> type[Method]:
     Raises UsageError for a class the worker's environment cannot import or that is not a
     Method subclass (a worker installed otherwise than the invoking process).
     """
+    return _imported(name, path, functools.partial(pkgutil.resolve_name, path))
+
+
+def _imported(name: str, where: str, load: Callable[[], Any]) -> type[Method]:
+    """The class `load` imports from `where`, checked to be a Method and named `name`; a
+    UsageError saying which method and where, for one that fails to import or is not a
+    Method subclass."""
     try:
-        method_class = pkgutil.resolve_name(path)
+        method_class = load()
     except Exception as error:
         raise UsageError(
-            f"method {name!r} ({path}) failed to import: {type(error).__name__}: {error}"
+            f"method {name!r} ({where}) failed to import: {type(error).__name__}: {error}"
         ) from error
     if not (isinstance(method_class, type) and issubclass(method_class, Method)):
-        raise UsageError(f"method {name!r} ({path}) is not an astra_cli.Method")
+        raise UsageError(f"method {name!r} ({where}) is not an astra_cli.Method")
     method_class.name = name
     return method_class
