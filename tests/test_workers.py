@@ -14,6 +14,7 @@ import time
 
 import pytest
 from conftest import astra_subprocess
+from demo_paths import star_paths
 from fits_factory import write_apstars
 
 from astra_cli.engine.locks import GroupLocks
@@ -140,6 +141,121 @@ def test_a_request_refused_while_the_workers_load_leaves_nothing(
         "refused in a worker, then checked again by the invoking process, to say why"
     )
     assert not (tmp_path / "out").exists(), "nothing may be created for a refused request"
+
+
+INVOKING_PROCESS = """
+import json, os, runpy, sys
+
+def children():
+    \"\"\"The command lines of this process's children, found by their parent in /proc.\"\"\"
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\\0", b" ").decode()
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+        if parent == os.getpid():
+            found.append(command)
+    return found
+
+report, sys.argv = sys.argv[1], ["astra", *sys.argv[2:]]
+try:
+    runpy.run_module("astra_cli", run_name="__main__")
+except SystemExit as end:
+    code = end.code
+with open(report, "w") as file:
+    json.dump({"exit": code, "numpy": "numpy" in sys.modules,
+               "joblib": "joblib" in sys.modules, "children": children()}, file)
+"""
+
+
+def invoking_process(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run `astra ARGS` in a process that says, once the command is over, whether it imported
+    numpy and joblib, and which processes it started that still run (loky's workers and
+    helpers live until the process exits)."""
+    report = tmp_path / "invoking.json"
+    report.unlink(missing_ok=True)
+    result = subprocess.run(
+        [sys.executable, "-c", INVOKING_PROCESS, str(report), *args],
+        capture_output=True,
+        text=True,
+    )
+    return result, json.loads(report.read_text())
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds child processes in /proc")
+def test_a_first_run_leaves_numpy_to_the_workers_and_a_rerun_starts_no_process(
+    demo_files, tmp_path
+):
+    """Into a new output directory, the invoking process starts loky's helpers before it
+    plans, and imports joblib without numpy, which only the workers need. A rerun with
+    nothing left to do imports no joblib and starts no process."""
+    paths = tmp_path / "paths.txt"
+    paths.write_text("\n".join(star_paths(demo_files)) + "\n")
+    command = (
+        "analyse", "grid", "--grid", str(demo_files.grid_fits), "--from-file", str(paths),
+        "--jobs", "2", "-o", str(tmp_path / "out"), "--json",
+    )  # fmt: skip
+
+    first, invoking = invoking_process(tmp_path, *command)
+
+    assert invoking["exit"] == 0, first.stderr
+    assert json.loads(first.stdout)["ok"] == len(demo_files.stars)
+    assert invoking["joblib"] and not invoking["numpy"], "numpy was imported by astra itself"
+    helpers = [c for c in invoking["children"] if "resource_tracker" in c]
+    workers = [c for c in invoking["children"] if "popen_loky" in c]
+    assert len(helpers) == 2 and len(workers) == 2, invoking["children"]
+
+    again, invoking = invoking_process(tmp_path, *command)
+
+    assert invoking["exit"] == 0, again.stderr
+    assert json.loads(again.stdout)["already_done"] == len(demo_files.stars)
+    assert not invoking["joblib"] and invoking["children"] == []
+
+
+def test_a_request_refused_after_lokys_helpers_started_says_one_line(demo_files, tmp_path):
+    """The helpers started for a new output directory say nothing when the request is then
+    refused (their output would reach the terminal), and nothing is created."""
+    missing = tmp_path / "no-such-grid.fits"
+
+    result = astra_subprocess(
+        "analyse", "grid", *star_paths(demo_files)[:4], "--grid", str(missing), "--jobs", "2",
+        "-o", str(tmp_path / "out"),
+    )  # fmt: skip
+
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and str(missing) in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("backend", "jobs", "store", "started"),
+    [
+        ("loky", 2, False, True),
+        ("loky", 2, True, False),  # it may hold every run already: a rerun starts nothing
+        ("loky", 1, False, False),  # joblib runs a lone worker in the invoking process
+        ("threading", 2, False, False),
+    ],
+)
+def test_lokys_helpers_start_early_only_for_work_that_needs_them(
+    tmp_path, backend, jobs, store, started
+):
+    if store:
+        ResultsStore(tmp_path / "out").close()
+    script = f"""
+import sys
+from astra_cli.engine.backends import Backend
+from astra_cli.engine.warmstart import start_helpers
+started = start_helpers(Backend({backend!r}, {jobs}), {str(tmp_path / "out")!r})
+print(started, "joblib" in sys.modules, "numpy" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(started), str(started), "False"]
 
 
 def test_no_model_is_loaded_for_a_group_another_invocation_holds(

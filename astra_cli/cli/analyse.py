@@ -29,6 +29,7 @@ def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
     from astra_cli.engine.backends import Backend
     from astra_cli.engine.runner import execute_plan
     from astra_cli.engine.slurm import SlurmOptions
+    from astra_cli.engine.warmstart import start_helpers
 
     running, report = invocation.running, invocation.report
     with reported_errors(report.verbose, json_document=report.json):
@@ -53,6 +54,7 @@ def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
         warn_of_oversubscription(backend)
         if running.log_file is not None:
             check_log_file(running.log_file, invocation.planning.output_dir)
+        start_helpers(backend, invocation.planning.output_dir)  # while the request is planned
         plan = prepare_invocation(method_class, invocation, backend=backend)
         summary = execute_plan(
             plan,
