@@ -190,9 +190,9 @@ def invoking_process(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess,
 def test_a_first_run_leaves_numpy_to_the_workers_and_a_rerun_starts_no_process(
     demo_files, tmp_path
 ):
-    """Into a new output directory, the invoking process starts loky's helpers before it
-    plans, and imports joblib without numpy, which only the workers need. A rerun with
-    nothing left to do imports no joblib and starts no process."""
+    """Into a new output directory, the invoking process imports joblib without numpy, which
+    only the workers need (`start_helpers`, which also starts loky's helpers there). A rerun
+    with nothing left to do imports no joblib and starts no process."""
     paths = tmp_path / "paths.txt"
     paths.write_text("\n".join(star_paths(demo_files)) + "\n")
     command = (
