@@ -77,7 +77,7 @@ def start_helpers(backend: Backend, output_dir: str | os.PathLike[str]) -> bool:
 
     if backend.name != "loky" or backend.jobs < 2:
         return False
-    if (Path(output_dir) / STORE_FILENAME).exists():
+    if (Path(output_dir) / STORE_FILENAME).is_file():  # as `api.prepare` tells a new store
         return False
     if "numpy" not in sys.modules and "joblib" not in sys.modules:
         # None in sys.modules makes `import numpy` raise ImportError, as where it is absent.
