@@ -5,7 +5,10 @@ defaults and whether they are significant."""
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import typer
@@ -205,3 +208,35 @@ def test_the_root_lists_each_command_as_it_describes_itself(name):
     own = command.short_help or command.help or ""
     assert entry.summary == inspect.cleandoc(own).split("\n\n")[0].strip()
     assert command.name == name
+
+
+@pytest.mark.parametrize("columns", ["60", "80", "300"])
+@pytest.mark.parametrize("colour", [False, True])
+def test_the_root_help_is_drawn_as_typer_draws_it(columns, colour, monkeypatch, capsys):
+    """astra draws its root help itself, to spare `astra --help` the import of Typer's help
+    module (`cli.roothelp`); it must still read, colour for colour, as Typer would draw it."""
+    from typer import rich_utils
+
+    monkeypatch.setenv("COLUMNS", columns)
+    if colour:
+        monkeypatch.setenv("FORCE_COLOR", "1")
+        monkeypatch.setattr(rich_utils, "FORCE_TERMINAL", True)  # read by Typer at its import
+    group = typer.main.get_command(app)
+    context = Context(group, info_name="astra", **group.context_settings)
+    rich_utils.rich_format_help(obj=group, ctx=context, markup_mode="rich")
+    typers = capsys.readouterr().out
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": columns})
+    assert result.exit_code == 0, result.output
+    assert result.output.rstrip("\n") == typers.rstrip("\n")  # click ends either with a newline
+    assert "-h" in typers and "completion" in typers and ("\x1b[" in typers) == colour
+
+
+def test_the_root_help_is_plain_when_typer_is_told_not_to_use_rich():
+    code = "from astra_cli.cli.app import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "--help"], capture_output=True, text=True,
+        env={**os.environ, "TYPER_USE_RICH": "0", "COLUMNS": "300"}, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "╭" not in result.stdout
+    assert re.search(r"^  analyse +Analyse observations with a method", result.stdout, re.M)

@@ -55,6 +55,15 @@ def test_the_root_help_imports_no_command():
     assert not loaded & modules, loaded & modules
 
 
+def test_the_root_help_imports_no_help_module_of_typer():
+    """Typer's help module imports rich's Markdown and tracebacks (markdown-it, pygments): a
+    third of `astra --help`, which draws the root's help itself (`cli.roothelp`)."""
+    modules = imported_modules("--help")
+    assert "astra_cli.cli.roothelp" in modules, "the help was not drawn by astra"
+    unwanted = {"typer.rich_utils", "rich.markdown", "rich.traceback", "markdown_it", "pygments"}
+    assert not unwanted & modules, unwanted & modules
+
+
 def completion_request(line: str) -> set[str]:
     """The modules a bash completion request for `line` imports."""
     env = {**os.environ, "_ASTRA_COMPLETE": "complete_bash", "COMP_WORDS": line,

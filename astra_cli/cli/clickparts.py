@@ -13,11 +13,12 @@ from typer._click.core import ParameterSource
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError
 from typer._click.exceptions import UsageError as ClickUsageError
 from typer._coercion import RuntimeParam
-from typer.core import CompletionItem, TyperCommand, TyperGroup
+from typer.core import HAS_RICH, CompletionItem, TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import Abort
 from typer.main import get_command
 
 __all__ = [
+    "HAS_RICH",
     "Abort",
     "BadParameter",
     "ClickCommand",
@@ -30,5 +31,6 @@ __all__ = [
     "RuntimeParam",
     "TyperCommand",
     "TyperGroup",
+    "TyperOption",
     "get_command",
 ]

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any, ClassVar
 
-from astra_cli.cli.clickparts import ClickCommand, ClickUsageError, CompletionItem, TyperCommand
+from astra_cli.cli.clickparts import (
+    HAS_RICH,
+    ClickCommand,
+    ClickUsageError,
+    CompletionItem,
+    TyperCommand,
+)
 from astra_cli.cli.helptext import Group
 
 
@@ -65,6 +71,14 @@ class CommandTable(Group):
             raise
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
+        """Typer's layout without Typer's help module (`cli.roothelp`), unless rich help is
+        off (TYPER_USE_RICH=0), when click's plain help is written."""
+        if HAS_RICH and self.rich_markup_mode == "rich":
+            from astra_cli.cli.roothelp import print_root_help
+
+            summaries = {entry.name: entry.summary for entry in self.entries.values()}
+            print_root_help(self, ctx, summaries)
+            return
         self._listing = True
         try:
             super().format_help(ctx, formatter)
