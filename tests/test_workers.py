@@ -258,6 +258,46 @@ print(started, "joblib" in sys.modules, "numpy" in sys.modules)
     assert result.stdout.split() == [str(started), str(started), "False"]
 
 
+HEAP_PROBE = """
+import os
+from joblib import Parallel, delayed, parallel_config
+from astra_cli.engine.backends import Backend, joblib_settings
+
+def resident():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+def given_back():
+    # a chunk's worth of arrays (15 blocks of 8 MiB, every page written), then freed: how
+    # much of it the process handed back to the kernel, in MiB
+    blocks = [b"x" * (8 * 2**20) for _ in range(15)]
+    held = resident()
+    del blocks
+    return (held - resident()) // 2**20
+
+with joblib_settings(Backend("loky", 2), 2) as workers, parallel_config(**workers.config):
+    astras = Parallel()([delayed(given_back)()])[0]
+with parallel_config(backend="loky", n_jobs=2):  # 1 would run in this process
+    lokys = Parallel()([delayed(given_back)()])[0]
+print(astras, lokys)
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "confstr") or not os.confstr("CS_GNU_LIBC_VERSION"), reason="glibc's malloc"
+)
+def test_a_worker_keeps_one_chunks_memory_for_the_next():
+    """A worker keeps the memory its chunk freed, where glibc would hand it back to the kernel
+    and the next chunk would fault it in again, zeroed (`worker.keep_freed_heap`); a loky
+    worker without astra's initializer hands it back."""
+    result = subprocess.run([sys.executable, "-c", HEAP_PROBE], capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    astras, lokys = map(int, result.stdout.split())
+    assert astras < 8, f"astra's worker handed {astras} MiB back"
+    assert lokys > 100, f"a plain loky worker handed only {lokys} MiB back"
+
+
 def test_no_model_is_loaded_for_a_group_another_invocation_holds(
     fifty_spectra, tmp_path, plugin_env
 ):

@@ -114,9 +114,22 @@ goes straight back); as with loky's leak guard (`start_worker`), the machine's l
 are theirs (SLURM's, for a job)."""
 
 
+HEAP_KEPT_BYTES = 256 * 2**20
+"""Free memory a loky worker's heap keeps for its next chunk (`keep_freed_heap`)."""
+
+HEAP_LARGEST_BLOCK = 32 * 2**20
+"""Blocks up to this size come from a loky worker's heap; larger ones are mapped on their own
+(the largest glibc itself would take from the heap)."""
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+"""glibc's `mallopt` parameters (malloc.h)."""
+
+
 def start_worker(parent: int) -> None:
     """A loky worker process's initializer: it ends with its parent (`watch_parent`), keeps the
-    models it loaded, spares its collector what it imported, and exits quickly.
+    models it loaded, keeps the memory of one chunk for the next (`keep_freed_heap`), spares
+    its collector what it imported, and exits quickly.
 
     Keeps its models: loky's leak guard restarts a worker whose resident memory grew by 300 MB
     since its first task, and the pages of a memory-mapped grid count in it once fits have
@@ -141,9 +154,38 @@ def start_worker(parent: int) -> None:
     from joblib.externals.loky import process_executor
 
     process_executor._MEMORY_LEAK_CHECK_DELAY = math.inf
+    keep_freed_heap()
     watch_parent(parent)
     gc.freeze()
     atexit.register(gc.freeze)
+
+
+def keep_freed_heap() -> None:
+    """Have glibc keep up to HEAP_KEPT_BYTES of freed memory in this process's heap, rather
+    than hand it back to the kernel after each chunk, where the next chunk's arrays would have
+    it zeroed again.
+
+    A chunk's arrays (250 spectra of 8,575 pixels: 17 MB each) are freed as it ends. glibc
+    returns the top of its heap to the kernel once more than twice its largest freed mapping
+    is free there, and the next chunk faults the memory back in, zeroed by the kernel (in huge
+    pages, which numpy asks for). 2,000 runs of `grid` on 2 workers made 700 huge-page faults,
+    190 with the heap kept; the run took 0.42 s less CPU and 0.23 s less time (means of 8
+    alternating rounds), and its peak summed PSS was the same (807 and 809 MB): a worker holds
+    no more at its peak, which each chunk reaches again. Setting either threshold turns off
+    glibc's own adjustment of both, so both are set. Elsewhere than glibc nothing changes.
+    """
+    try:
+        glibc = os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):  # no confstr (Windows), or no glibc (macOS)
+        return
+    if not glibc:
+        return
+    import ctypes
+
+    mallopt = ctypes.CDLL(None).mallopt
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt(_M_MMAP_THRESHOLD, HEAP_LARGEST_BLOCK)
+    mallopt(_M_TRIM_THRESHOLD, HEAP_KEPT_BYTES)
 
 
 def watch_parent(parent: int) -> None:
