@@ -48,7 +48,7 @@ class OptionHighlighter(RegexHighlighter):
     ]
 
 
-highlight = OptionHighlighter()
+highlighter = OptionHighlighter()
 
 _FORCE_TERMINAL = ("GITHUB_ACTIONS", "FORCE_COLOR", "PY_COLORS")
 
@@ -62,7 +62,7 @@ def _console() -> Console:
         force = False
     return Console(
         theme=THEME,
-        highlighter=highlight,
+        highlighter=highlighter,
         color_system="auto",
         force_terminal=force,
         width=int(width) if width else None,
@@ -70,7 +70,7 @@ def _console() -> Console:
 
 
 def _markup(text: str, style: str = "") -> Text:
-    return highlight(Text.from_markup(text, style=style))
+    return highlighter(Text.from_markup(text, style=style))
 
 
 def _description(help_text: str) -> Group:
@@ -110,8 +110,8 @@ def _options(group: ClickCommand, ctx: Any) -> Table:
         short_names = ",".join(name for name in param.opts if "--" not in name)
         placeholder = Text(param.display_type_rich(ctx=ctx) or "", "bold yellow", overflow="fold")
         table.add_row(
-            highlight(long_names),
-            highlight(short_names),
+            highlighter(long_names),
+            highlighter(short_names),
             "",
             "",
             placeholder,
@@ -133,7 +133,7 @@ def print_root_help(group: ClickCommand, ctx: Any, summaries: Mapping[str, str])
     """Print the root's help on stdout as Typer's `rich_format_help` would, with its commands
     listed by name and summary, in order."""
     console = _console()
-    console.print(Padding(highlight(group.get_usage(ctx)), 1), style="bold")
+    console.print(Padding(highlighter(group.get_usage(ctx)), 1), style="bold")
     if group.help:
         console.print(Padding(_description(group.help), (0, 1, 1, 1)))
     console.print(_panel("Options", _options(group, ctx)))
