@@ -26,10 +26,11 @@ if TYPE_CHECKING:
 
 
 def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
-    from astra_cli.engine.backends import Backend
+    from astra_cli.engine.backends import Backend, runs_chunks_here
     from astra_cli.engine.runner import execute_plan
     from astra_cli.engine.slurm import SlurmOptions
     from astra_cli.engine.warmstart import start_helpers
+    from astra_cli.engine.worker import keep_freed_heap
 
     running, report = invocation.running, invocation.report
     with reported_errors(report.verbose, json_document=report.json):
@@ -55,6 +56,8 @@ def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
         if running.log_file is not None:
             check_log_file(running.log_file, invocation.planning.output_dir)
         start_helpers(backend, invocation.planning.output_dir)  # while the request is planned
+        if runs_chunks_here(backend):
+            keep_freed_heap()  # as a worker process does: this process is astra's own
         plan = prepare_invocation(method_class, invocation, backend=backend)
         summary = execute_plan(
             plan,

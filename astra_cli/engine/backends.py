@@ -223,6 +223,14 @@ class _WorkerWatch:
         self._thread.join()
 
 
+def runs_chunks_here(backend: Backend) -> bool:
+    """Whether the invoking process analyses the chunks itself: one loky worker (joblib then
+    runs them in this process), threading or sequential."""
+    return backend.name in ("threading", "sequential") or (
+        backend.name == "loky" and backend.jobs <= 1
+    )
+
+
 def processes_started(backend: Backend, chunks: int) -> int:
     """Worker processes this invocation starts for that many chunks: none when joblib runs
     them in this process (one worker, threading, sequential) or on a cluster astra did not

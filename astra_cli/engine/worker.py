@@ -115,11 +115,12 @@ are theirs (SLURM's, for a job)."""
 
 
 HEAP_KEPT_BYTES = 256 * 2**20
-"""Free memory a loky worker's heap keeps for its next chunk (`keep_freed_heap`)."""
+"""Free memory the heap of a process that analyses chunks keeps for the next
+(`keep_freed_heap`)."""
 
 HEAP_LARGEST_BLOCK = 32 * 2**20
-"""Blocks up to this size come from a loky worker's heap; larger ones are mapped on their own
-(the largest glibc itself would take from the heap)."""
+"""Blocks up to this size come from that heap; larger ones are mapped on their own (the
+largest glibc itself would take from the heap)."""
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -173,6 +174,11 @@ def keep_freed_heap() -> None:
     alternating rounds), and its peak summed PSS was the same (807 and 809 MB): a worker holds
     no more at its peak, which each chunk reaches again. Setting either threshold turns off
     glibc's own adjustment of both, so both are set. Elsewhere than glibc nothing changes.
+
+    Called in loky's workers (`start_worker`) and by `astra analyse` when it analyses the
+    chunks itself (`--jobs 1`, threading, sequential: 2,000 runs took 15.02 s where they had
+    taken 15.94, means of 4 alternating rounds; the loop alone, 14.4 to 14.9 s), not by
+    `astra_cli.run()`, whose process is the caller's.
     """
     try:
         glibc = os.confstr("CS_GNU_LIBC_VERSION")

@@ -27,6 +27,12 @@ class Counting(Method):
     delay = Param(0.0, significant=False, help="Seconds to sleep per observation.")
     run_log = Param("", significant=False, help="File that each analysis appends a line to.")
     gate = Param("", significant=False, help="File an observation named `wait` waits for.")
+    heap_log = Param(
+        "",
+        significant=False,
+        help="File each analysis appends to how many MiB of 120 it freed its process handed "
+        "back to the kernel.",
+    )
 
     def load_model(self):
         if self.load_log:
@@ -46,12 +52,29 @@ class Counting(Method):
         if self.run_log:
             with open(self.run_log, "a") as log:
                 log.write(f"a={self.a} order={self.order} {name}\n")
+        if self.heap_log:
+            with open(self.heap_log, "a") as log:
+                log.write(f"{os.getpid()} {given_back()}\n")
         return {
             "n_pixels": int(spectrum.flux.size),
             "mean_flux": float(spectrum.flux.mean()),
             "a_times_order": self.a * self.order,
             "worker": model["loaded_by"],
         }
+
+
+def resident():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def given_back():
+    """How many MiB of a chunk's worth of arrays (15 blocks of 8 MiB, every page written), once
+    freed, this process handed back to the kernel."""
+    blocks = [b"x" * (8 * 2**20) for _ in range(15)]
+    held = resident()
+    del blocks
+    return (held - resident()) // 2**20
 
 
 class TextModel(Method):
