@@ -30,8 +30,8 @@ class Counting(Method):
     heap_log = Param(
         "",
         significant=False,
-        help="File each analysis appends to how many MiB of 120 it freed its process handed "
-        "back to the kernel.",
+        help="File each analysis appends a line to: its pid, and how many MiB of the 120 it "
+        "allocates and frees its process handed back to the kernel.",
     )
 
     def load_model(self):
