@@ -261,18 +261,19 @@ print(started, "joblib" in sys.modules, "numpy" in sys.modules)
 @pytest.mark.skipif(
     not hasattr(os, "confstr") or not os.confstr("CS_GNU_LIBC_VERSION"), reason="glibc's malloc"
 )
-@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize("workers", [["--jobs", "1"], ["--jobs", "2"], ["--backend", "dask"]])
 def test_the_process_that_analyses_keeps_one_chunks_memory_for_the_next(
-    fifty_spectra, tmp_path, plugin_env, jobs
+    fifty_spectra, tmp_path, plugin_env, workers
 ):
-    """The process that analyses the chunks (a worker; astra's own with --jobs 1) keeps the
-    memory a chunk freed, where glibc would hand it back to the kernel and the next chunk
-    would fault it in again, zeroed (`worker.keep_freed_heap`). Each analysis here frees 120
-    MiB; a plain Python process hands it back."""
+    """The process that analyses the chunks (a loky worker, a worker of the dask cluster
+    astra starts, astra's own with --jobs 1) keeps the memory a chunk freed, where glibc
+    would hand it back to the kernel and the next chunk would fault it in again, zeroed
+    (`worker.keep_freed_heap`). Each analysis here frees 48 MiB; a plain Python process
+    hands it back."""
     log = tmp_path / "heap.txt"
     result = astra_subprocess(
-        "analyse", "counting", *map(str, fifty_spectra[:4]), "--heap-log", str(log),
-        "--jobs", jobs, "--chunk-size", "2", "-o", str(tmp_path / "out"), "--json", env=plugin_env,
+        "analyse", "counting", *map(str, fifty_spectra[:4]), "--heap-log", str(log), *workers,
+        "--chunk-size", "2", "-o", str(tmp_path / "out"), "--json", env=plugin_env,
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
@@ -283,7 +284,7 @@ def test_the_process_that_analyses_keeps_one_chunks_memory_for_the_next(
         [sys.executable, "-c", "from astra_test_plugin import given_back; print(given_back())"],
         capture_output=True, text=True, env=plugin_env, check=True,
     )  # fmt: skip
-    assert int(plain.stdout) > 100, "a plain process kept the memory too: the test tells nothing"
+    assert int(plain.stdout) > 40, "a plain process kept the memory too: the test tells nothing"
 
 
 def test_no_model_is_loaded_for_a_group_another_invocation_holds(

@@ -324,6 +324,10 @@ def joblib_settings(backend: Backend, workers: int) -> Iterator[Workers]:
                 f"cannot reach the dask scheduler at {backend.where}: {error}"
             ) from None
         stack.enter_context(client)
+        if not (backend.scheduler or backend.scheduler_file):  # a cluster astra started
+            from astra_cli.engine.daskworkers import keep_heaps
+
+            keep_heaps(client)
         watch = _WorkerWatch(client, backend.dask_timeout, backend.where, detail)
         stack.callback(watch.stop)
         config = {

@@ -175,7 +175,8 @@ def keep_freed_heap() -> None:
     no more at its peak, which each chunk reaches again. Setting either threshold turns off
     glibc's own adjustment of both, so both are set. Elsewhere than glibc nothing changes.
 
-    Called in loky's workers (`start_worker`) and by `astra analyse` when it analyses the
+    Called in loky's workers (`start_worker`), in the dask workers astra starts
+    (`daskworkers.KeepFreedHeap`), and by `astra analyse` when it analyses the
     chunks itself (`--jobs 1`, threading, sequential: 2,000 runs took 15.02 s where they had
     taken 15.94, means of 4 alternating rounds; the loop alone, 14.4 to 14.9 s), not by
     `astra_cli.run()`, whose process is the caller's.

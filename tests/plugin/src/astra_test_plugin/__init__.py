@@ -30,7 +30,7 @@ class Counting(Method):
     heap_log = Param(
         "",
         significant=False,
-        help="File each analysis appends a line to: its pid, and how many MiB of the 120 it "
+        help="File each analysis appends a line to: its pid, and how many MiB of the 48 it "
         "allocates and frees its process handed back to the kernel.",
     )
 
@@ -69,9 +69,10 @@ def resident():
 
 
 def given_back():
-    """How many MiB of a chunk's worth of arrays (15 blocks of 8 MiB, every page written), once
-    freed, this process handed back to the kernel."""
-    blocks = [b"x" * (8 * 2**20) for _ in range(15)]
+    """How many MiB of a chunk's worth of arrays (6 blocks of 8 MiB, every page written), once
+    freed, this process handed back to the kernel. 48 MiB fits in one heap of a thread's
+    arena (64 MiB at most), which glibc unmaps once empty whatever it is told to keep."""
+    blocks = [b"x" * (8 * 2**20) for _ in range(6)]
     held = resident()
     del blocks
     return (held - resident()) // 2**20

@@ -1,0 +1,31 @@
+"""What the dask workers astra starts (a local cluster's, SLURM jobs') do as they start.
+
+Imported only with a dask backend: it needs dask.distributed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distributed import WorkerPlugin
+
+from astra_cli.engine.worker import keep_freed_heap
+
+
+class KeepFreedHeap(WorkerPlugin):
+    """Each worker keeps the memory one task freed for the next (`worker.keep_freed_heap`), as
+    loky's workers do. A dask worker analyses in a thread of its own, whose memory glibc hands
+    back even sooner than the main thread's: 2,000 demo stars on a local cluster of 2 workers
+    made 2,000 huge-page faults and took 14.0 s, 350 and 10.2 s with the heap kept (3 rounds
+    each, `GLIBC_TUNABLES` in every process of the cluster)."""
+
+    name = "astra-keep-freed-heap"
+
+    def setup(self, worker: Any) -> None:
+        keep_freed_heap()
+
+
+def keep_heaps(client: Any) -> None:
+    """Have every worker of the client's cluster, present and to come, keep its heap. Not for
+    a cluster the user started (--scheduler): its workers are theirs."""
+    client.register_plugin(KeepFreedHeap(), name=KeepFreedHeap.name)
