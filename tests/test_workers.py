@@ -143,11 +143,10 @@ def test_a_request_refused_while_the_workers_load_leaves_nothing(
     assert not (tmp_path / "out").exists(), "nothing may be created for a refused request"
 
 
-INVOKING_PROCESS = """
-import json, os, runpy, sys
-
+CHILDREN = """
 def children():
-    \"\"\"The command lines of this process's children, found by their parent in /proc.\"\"\"
+    \"\"\"This process's children, found by their parent in /proc: the command line of each,
+    and whether it loaded numpy.\"\"\"
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -155,12 +154,19 @@ def children():
                 parent = int(stat.read().rsplit(")", 1)[1].split()[1])
             with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
                 command = cmdline.read().replace(b"\\0", b" ").decode()
+            with open(f"/proc/{pid}/maps") as maps:
+                numpy = "_multiarray_umath" in maps.read()
         except (OSError, IndexError, ValueError):  # gone meanwhile
             continue
         if parent == os.getpid():
-            found.append(command)
+            found.append({"command": command, "numpy": numpy})
     return found
+"""
 
+INVOKING_PROCESS = (
+    "import json, os, runpy, sys\n"
+    + CHILDREN
+    + """
 report, sys.argv = sys.argv[1], ["astra", *sys.argv[2:]]
 try:
     runpy.run_module("astra_cli", run_name="__main__")
@@ -170,6 +176,7 @@ with open(report, "w") as file:
     json.dump({"exit": code, "numpy": "numpy" in sys.modules,
                "joblib": "joblib" in sys.modules, "children": children()}, file)
 """
+)
 
 
 def invoking_process(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
@@ -186,34 +193,102 @@ def invoking_process(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess,
     return result, json.loads(report.read_text())
 
 
+def loky_processes(invoking: dict) -> dict[str, list[bool]]:
+    """The invoking process's children that loky started, by kind: whether each loaded numpy."""
+    kinds = {
+        "workers": "popen_loky",
+        "lokys tracker": "astra_cli.engine.lokytracker",
+        "multiprocessing's tracker": "multiprocessing.resource_tracker",
+    }
+    return {
+        kind: [child["numpy"] for child in invoking["children"] if marker in child["command"]]
+        for kind, marker in kinds.items()
+    }
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds child processes in /proc")
-def test_a_first_run_leaves_numpy_to_the_workers_and_a_rerun_starts_no_process(
+def test_numpy_is_left_to_the_workers_and_a_rerun_with_nothing_to_do_starts_no_process(
     demo_files, tmp_path
 ):
     """Into a new output directory, the invoking process imports joblib without numpy, which
-    only the workers need (`start_helpers`, which also starts loky's helpers there). A rerun
-    with nothing left to do imports no joblib and starts no process."""
-    paths = tmp_path / "paths.txt"
-    paths.write_text("\n".join(star_paths(demo_files)) + "\n")
-    command = (
-        "analyse", "grid", "--grid", str(demo_files.grid_fits), "--from-file", str(paths),
-        "--jobs", "2", "-o", str(tmp_path / "out"), "--json",
-    )  # fmt: skip
+    only the workers need (`start_helpers`, which also starts loky's helpers there). loky's
+    resource tracker imports none either (`lokytracker`), there and on a rerun that adds runs
+    to the store. A rerun with nothing left to do imports no joblib and starts no process."""
+    stars = star_paths(demo_files)
 
-    first, invoking = invoking_process(tmp_path, *command)
+    def command(paths: list[str]) -> tuple[str, ...]:
+        manifest = tmp_path / "paths.txt"
+        manifest.write_text("\n".join(paths) + "\n")
+        return (
+            "analyse", "grid", "--grid", str(demo_files.grid_fits), "--from-file",
+            str(manifest), "--jobs", "2", "-o", str(tmp_path / "out"), "--json",
+        )  # fmt: skip
+
+    first, invoking = invoking_process(tmp_path, *command(stars[:-2]))
 
     assert invoking["exit"] == 0, first.stderr
-    assert json.loads(first.stdout)["ok"] == len(demo_files.stars)
+    assert json.loads(first.stdout)["ok"] == len(stars) - 2
     assert invoking["joblib"] and not invoking["numpy"], "numpy was imported by astra itself"
-    helpers = [c for c in invoking["children"] if "resource_tracker" in c]
-    workers = [c for c in invoking["children"] if "popen_loky" in c]
-    assert len(helpers) == 2 and len(workers) == 2, invoking["children"]
+    assert loky_processes(invoking) == {
+        "workers": [True, True],
+        "lokys tracker": [False],
+        "multiprocessing's tracker": [False],
+    }, invoking["children"]
 
-    again, invoking = invoking_process(tmp_path, *command)
+    added, invoking = invoking_process(tmp_path, *command(stars))
+
+    assert invoking["exit"] == 0, added.stderr
+    assert json.loads(added.stdout)["ok"] == 2
+    assert loky_processes(invoking)["lokys tracker"] == [False], invoking["children"]
+
+    again, invoking = invoking_process(tmp_path, *command(stars))
 
     assert invoking["exit"] == 0, again.stderr
-    assert json.loads(again.stdout)["already_done"] == len(demo_files.stars)
+    assert json.loads(again.stdout)["already_done"] == len(stars)
     assert not invoking["joblib"] and invoking["children"] == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds child processes in /proc")
+def test_one_job_starts_no_process(demo_files, tmp_path):
+    """With --jobs 1 joblib runs the chunks in the invoking process: astra starts neither a
+    worker nor loky's resource tracker."""
+    result, invoking = invoking_process(
+        tmp_path, "analyse", "grid", *star_paths(demo_files)[:3], "--grid",
+        str(demo_files.grid_fits), "--jobs", "1", "-o", str(tmp_path / "out"), "--json",
+    )  # fmt: skip
+
+    assert invoking["exit"] == 0, result.stderr
+    assert json.loads(result.stdout)["ok"] == 3
+    assert invoking["children"] == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds child processes in /proc")
+def test_lokys_tracker_started_by_astra_removes_what_a_dead_process_left(tmp_path):
+    """The tracker astra starts without numpy (`backends.start_loky_tracker`) is loky's own:
+    a folder registered by a process that dies without removing it is removed, with loky's
+    warning."""
+    leaked = tmp_path / "leaked"
+    script = (
+        "import json, os, sys\n"
+        + CHILDREN
+        + f"""
+from joblib.externals.loky.backend import resource_tracker
+from astra_cli.engine.backends import start_loky_tracker
+start_loky_tracker()
+os.mkdir({str(leaked)!r})
+resource_tracker.register({str(leaked)!r}, "folder")
+print(json.dumps(children()), flush=True)
+os._exit(0)  # gone without removing it, as a killed worker would be
+"""
+    )
+    # Returns once the tracker, which writes to the same stderr, has exited.
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    (tracker,) = json.loads(result.stdout)
+    assert "astra_cli.engine.lokytracker" in tracker["command"], tracker
+    assert not leaked.exists()
+    assert "leaked folder" in result.stderr, result.stderr
 
 
 def test_a_request_refused_after_lokys_helpers_started_says_one_line(demo_files, tmp_path):

@@ -231,6 +231,22 @@ def runs_chunks_here(backend: Backend) -> bool:
     )
 
 
+def start_loky_tracker() -> None:
+    """Start loky's resource tracker, unless it runs already, from `lokytracker`: it then
+    imports joblib without numpy, and takes 0.07 s of CPU instead of 0.17 s from the workers
+    starting beside it. loky names the module its tracker imports after its `main` function's
+    `__module__`, set here for the launch alone. Were loky to launch it some other way, the
+    tracker would be loky's own as before."""
+    from joblib.externals.loky.backend import resource_tracker
+
+    launched = resource_tracker.main
+    module, launched.__module__ = launched.__module__, "astra_cli.engine.lokytracker"
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        launched.__module__ = module
+
+
 def processes_started(backend: Backend, chunks: int) -> int:
     """Worker processes this invocation starts for that many chunks: none when joblib runs
     them in this process (one worker, threading, sequential) or on a cluster astra did not
@@ -269,6 +285,9 @@ def joblib_settings(backend: Backend, workers: int) -> Iterator[Workers]:
     if backend.name == "loky":
         from astra_cli.engine.worker import start_worker
 
+        if workers > 1:  # else joblib runs the chunks in this process, with no tracker
+            with contextlib.suppress(OSError):  # loky meets it, and says so, at a worker
+                start_loky_tracker()
         # Each worker exits when this process is gone, even killed with -9: else loky's
         # workers live on, holding their models' memory, with nobody to hand them work. And
         # each keeps the models it loaded, mapped grids included (`start_worker`).

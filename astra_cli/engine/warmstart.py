@@ -37,7 +37,6 @@ loky needs before its first worker, when the workers are sure to be needed.
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -45,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from astra_cli.engine.backends import Backend, joblib_settings, workers_for
+from astra_cli.engine.backends import Backend, joblib_settings, start_loky_tracker, workers_for
 from astra_cli.engine.locks import locked_elsewhere
 
 if TYPE_CHECKING:
@@ -59,17 +58,17 @@ def start_helpers(backend: Backend, output_dir: str | os.PathLike[str]) -> bool:
     without a store, where every requested run is to be done. True when started here.
 
     Before its first worker, loky starts two helpers, its resource tracker and
-    multiprocessing's, and each imports joblib: about 0.2 s of CPU, most of it in numpy. On a
-    machine the workers fill, that CPU was taken from the workers' own start; started here,
-    the helpers take it while this process reads and plans the request, on a core that would
-    otherwise idle. A store that exists may hold every requested run already: a rerun with
-    nothing to do starts no process.
+    multiprocessing's. On a machine the workers fill, their CPU was taken from the workers'
+    own start; started here, the helpers take it while this process reads and plans the
+    request, on a core that would otherwise idle. A store that exists may hold every
+    requested run already: a rerun with nothing to do starts no process.
 
-    joblib is imported here without numpy, unless something imported numpy first: this
-    process passes no array to a worker (its tasks carry paths and options), joblib uses numpy
-    only to pass arrays through memory maps, and it runs without numpy as where numpy is not
-    installed. That takes 45 ms off the 0.3 s before the first worker starts. numpy itself
-    imports as usual later (a check made here), and the workers import joblib whole.
+    joblib is imported here without numpy (`lokytracker`), unless something imported numpy
+    first: this process passes no array to a worker (its tasks carry paths and options),
+    joblib uses numpy only to pass arrays through memory maps, and it runs without numpy as
+    where numpy is not installed. That takes 45 ms off the 0.3 s before the first worker
+    starts. numpy itself imports as usual later (a check made here), and the workers import
+    joblib whole.
 
     An error starting the helpers is left for loky to meet, and report, at its first worker.
     """
@@ -79,19 +78,12 @@ def start_helpers(backend: Backend, output_dir: str | os.PathLike[str]) -> bool:
         return False
     if (Path(output_dir) / STORE_FILENAME).is_file():  # as `api.prepare` tells a new store
         return False
-    if "numpy" not in sys.modules and "joblib" not in sys.modules:
-        # None in sys.modules makes `import numpy` raise ImportError, as where it is absent.
-        sys.modules["numpy"] = None  # type: ignore[assignment]
-        try:
-            import joblib  # noqa: F401  (imported once, without numpy, for the whole process)
-        finally:
-            del sys.modules["numpy"]
     import multiprocessing.resource_tracker
 
-    from joblib.externals.loky.backend import resource_tracker
+    import astra_cli.engine.lokytracker  # noqa: F401  (joblib, once, without numpy)
 
     try:
-        resource_tracker.ensure_running()
+        start_loky_tracker()
         multiprocessing.resource_tracker.ensure_running()
     except OSError:
         return False
