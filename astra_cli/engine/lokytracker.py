@@ -4,9 +4,10 @@ loky's own `main`, imported without numpy.
 Before its first worker, loky starts a resource tracker, a process that removes the
 semaphores and temporary folders of workers that die before they can. loky starts it as
 `python -c "from <main's module> import main; main(fd)"`, and importing loky runs joblib's
-`__init__`, which imports numpy: 0.1 s of the tracker's 0.17 s of CPU, spent while the workers
-start, on the cores they need. The tracker handles names of semaphores and folders, never an
-array, and joblib runs without numpy as where numpy is not installed.
+`__init__`, which imports numpy. The tracker took 0.17 to 0.2 s of CPU, and takes 0.08 s
+without numpy, while the workers start, on the cores they need. It handles names of
+semaphores and folders, never an array, and joblib runs without numpy as where numpy is not
+installed.
 
 The invoking process imports this module too when it starts loky's helpers early
 (`warmstart.start_helpers`): it passes no array to a worker either (its tasks carry paths and
