@@ -263,6 +263,32 @@ def test_one_job_starts_no_process(demo_files, tmp_path):
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds child processes in /proc")
+def test_a_program_calling_astra_gets_lokys_own_tracker(demo_files, tmp_path):
+    """A program that imported astra may have found it where a new interpreter would not (a
+    path it added to sys.path): its loky tracker is loky's own, which needs only joblib."""
+    script = (
+        "import json, os, sys\n"
+        + CHILDREN
+        + f"""
+import astra_cli
+summary = astra_cli.run(
+    "grid", {star_paths(demo_files)[:4]!r}, output_dir={str(tmp_path / "out")!r},
+    grid={str(demo_files.grid_fits)!r}, jobs=2,
+)
+print(json.dumps([summary.ok, children()]))
+"""
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    ok, children = json.loads(result.stdout)
+    assert ok == 4
+    commands = [child["command"] for child in children]
+    assert any("loky.backend.resource_tracker import main" in c for c in commands), commands
+    assert not any("lokytracker" in c for c in commands), commands
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds child processes in /proc")
 def test_lokys_tracker_started_by_astra_removes_what_a_dead_process_left(tmp_path):
     """The tracker astra starts without numpy (`backends.start_loky_tracker`) is loky's own:
     a folder registered by a process that dies without removing it is removed, with loky's

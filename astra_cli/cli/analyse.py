@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,13 +45,16 @@ def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
             extra=tuple(running.slurm_extra),
         )
         # Before planning: a SLURM request no node can run is refused before anything is done.
-        backend = Backend.chosen(
-            running.backend,
-            invocation.planning.jobs,
-            running.scheduler,
-            running.scheduler_file,
-            running.dask_timeout,
-            slurm,
+        backend = replace(
+            Backend.chosen(
+                running.backend,
+                invocation.planning.jobs,
+                running.scheduler,
+                running.scheduler_file,
+                running.dask_timeout,
+                slurm,
+            ),
+            command_line=True,
         )
         warn_of_oversubscription(backend)
         if running.log_file is not None:

@@ -84,6 +84,11 @@ class Backend:
     """With slurm: the jobs to submit (`jobs` is then their worker processes)."""
     cluster: SlurmSession | None = field(default=None, compare=False, repr=False)
     """With slurm, while the invocation runs (`in_use`): the jobs' dask cluster."""
+    command_line: bool = False
+    """The invoking process is astra's command line, not a program that imported astra: a new
+    interpreter of this environment then imports astra as surely as this one did, and loky's
+    resource tracker may run astra's `lokytracker` (`start_loky_tracker`). A program may have
+    found astra where a new interpreter would not (a path it added to sys.path)."""
 
     def __post_init__(self) -> None:
         _check_choice(self.name, self.scheduler, self.scheduler_file, self.dask_timeout)
@@ -236,7 +241,8 @@ def start_loky_tracker() -> None:
     imports joblib without numpy, and takes 0.08 s of CPU instead of 0.17 to 0.2 s from the
     workers starting beside it. loky names the module its tracker imports after its `main`
     function's `__module__`, set here for the launch alone. Were loky to launch it some other
-    way, the tracker would be loky's own as before."""
+    way, the tracker would be loky's own as before. Only for astra's command line
+    (`Backend.command_line`), where a new interpreter surely finds `lokytracker`."""
     from joblib.externals.loky.backend import resource_tracker
 
     launched = resource_tracker.main
@@ -285,7 +291,8 @@ def joblib_settings(backend: Backend, workers: int) -> Iterator[Workers]:
     if backend.name == "loky":
         from astra_cli.engine.worker import start_worker
 
-        if workers > 1:  # else joblib runs the chunks in this process, with no tracker
+        # With one worker joblib runs the chunks in this process, and starts no tracker.
+        if workers > 1 and backend.command_line:
             with contextlib.suppress(OSError):  # loky meets it, and says so, at a worker
                 start_loky_tracker()
         # Each worker exits when this process is gone, even killed with -9: else loky's
