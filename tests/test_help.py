@@ -218,9 +218,18 @@ def test_the_root_help_is_drawn_as_typer_draws_it(columns, colour, monkeypatch, 
     from typer import rich_utils
 
     monkeypatch.setenv("COLUMNS", columns)
+    for variable in (
+        "FORCE_COLOR",
+        "PY_COLORS",
+        "GITHUB_ACTIONS",
+        "NO_COLOR",
+        "_TYPER_FORCE_DISABLE_TERMINAL",
+    ):
+        monkeypatch.delenv(variable, raising=False)  # colour as the case says, whatever runs it
+    monkeypatch.setattr(rich_utils, "FORCE_TERMINAL", None)  # read by Typer at its import
     if colour:
         monkeypatch.setenv("FORCE_COLOR", "1")
-        monkeypatch.setattr(rich_utils, "FORCE_TERMINAL", True)  # read by Typer at its import
+        monkeypatch.setattr(rich_utils, "FORCE_TERMINAL", True)
     group = typer.main.get_command(app)
     context = Context(group, info_name="astra", **group.context_settings)
     rich_utils.rich_format_help(obj=group, ctx=context, markup_mode="rich")

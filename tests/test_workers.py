@@ -4,6 +4,7 @@ worker pools and model caches start empty."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import astra_subprocess
@@ -263,13 +265,20 @@ def test_one_job_starts_no_process(demo_files, tmp_path):
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds child processes in /proc")
-def test_a_program_calling_astra_gets_lokys_own_tracker(demo_files, tmp_path):
-    """A program that imported astra may have found it where a new interpreter would not (a
-    path it added to sys.path): its loky tracker is loky's own, which needs only joblib."""
+def test_lokys_tracker_finds_astra_where_a_program_found_it(demo_files, tmp_path):
+    """A program that put astra and its dependencies on sys.path itself (here: one run
+    without site-packages, `python -S`, which its children inherit) still gets the tracker
+    without numpy, started where it finds astra and joblib as the program did."""
+    import site
+
+    import astra_cli
+
+    added = [*site.getsitepackages(), str(Path(astra_cli.__file__).resolve().parents[1])]
     script = (
         "import json, os, sys\n"
         + CHILDREN
         + f"""
+sys.path.extend({added!r})
 import astra_cli
 summary = astra_cli.run(
     "grid", {star_paths(demo_files)[:4]!r}, output_dir={str(tmp_path / "out")!r},
@@ -278,14 +287,16 @@ summary = astra_cli.run(
 print(json.dumps([summary.ok, children()]))
 """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", script], capture_output=True, text=True, cwd=tmp_path
+    )
 
     assert result.returncode == 0, result.stderr
     ok, children = json.loads(result.stdout)
     assert ok == 4
-    commands = [child["command"] for child in children]
-    assert any("loky.backend.resource_tracker import main" in c for c in commands), commands
-    assert not any("lokytracker" in c for c in commands), commands
+    trackers = [child for child in children if "lokytracker" in child["command"]]
+    assert len(trackers) == 1 and not trackers[0]["numpy"], children
+    assert "Traceback" not in result.stderr and "died" not in result.stderr, result.stderr
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds child processes in /proc")
@@ -362,7 +373,19 @@ print(started, "joblib" in sys.modules, "numpy" in sys.modules)
 @pytest.mark.skipif(
     not hasattr(os, "confstr") or not os.confstr("CS_GNU_LIBC_VERSION"), reason="glibc's malloc"
 )
-@pytest.mark.parametrize("workers", [["--jobs", "1"], ["--jobs", "2"], ["--backend", "dask"]])
+@pytest.mark.parametrize(
+    "workers",
+    [
+        ["--jobs", "1"],
+        ["--jobs", "2"],
+        pytest.param(
+            ["--backend", "dask", "--jobs", "2"],
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("distributed") is None, reason="the dask extra"
+            ),
+        ),
+    ],
+)
 def test_the_process_that_analyses_keeps_one_chunks_memory_for_the_next(
     fifty_spectra, tmp_path, plugin_env, workers
 ):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,16 +44,13 @@ def analyse_action(method_class: type[Method], invocation: Invocation) -> None:
             extra=tuple(running.slurm_extra),
         )
         # Before planning: a SLURM request no node can run is refused before anything is done.
-        backend = replace(
-            Backend.chosen(
-                running.backend,
-                invocation.planning.jobs,
-                running.scheduler,
-                running.scheduler_file,
-                running.dask_timeout,
-                slurm,
-            ),
-            command_line=True,
+        backend = Backend.chosen(
+            running.backend,
+            invocation.planning.jobs,
+            running.scheduler,
+            running.scheduler_file,
+            running.dask_timeout,
+            slurm,
         )
         warn_of_oversubscription(backend)
         if running.log_file is not None:

@@ -71,8 +71,9 @@ class CommandTable(Group):
             raise
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
-        """Typer's layout without Typer's help module (`cli.roothelp`), unless rich help is
-        off (TYPER_USE_RICH=0), when click's plain help is written."""
+        """Typer's layout without Typer's help module (`cli.roothelp`), in the rich markup
+        mode astra uses; otherwise as Typer does it: click's plain help with rich help off
+        (TYPER_USE_RICH=0), Typer's own in another markup mode."""
         if HAS_RICH and self.rich_markup_mode == "rich":
             from astra_cli.cli.roothelp import print_root_help
 

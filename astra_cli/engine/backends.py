@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -84,11 +85,6 @@ class Backend:
     """With slurm: the jobs to submit (`jobs` is then their worker processes)."""
     cluster: SlurmSession | None = field(default=None, compare=False, repr=False)
     """With slurm, while the invocation runs (`in_use`): the jobs' dask cluster."""
-    command_line: bool = False
-    """The invoking process is astra's command line, not a program that imported astra: a new
-    interpreter of this environment then imports astra as surely as this one did, and loky's
-    resource tracker may run astra's `lokytracker` (`start_loky_tracker`). A program may have
-    found astra where a new interpreter would not (a path it added to sys.path)."""
 
     def __post_init__(self) -> None:
         _check_choice(self.name, self.scheduler, self.scheduler_file, self.dask_timeout)
@@ -239,18 +235,28 @@ def runs_chunks_here(backend: Backend) -> bool:
 def start_loky_tracker() -> None:
     """Start loky's resource tracker, unless it runs already, from `lokytracker`: it then
     imports joblib without numpy, and takes 0.08 s of CPU instead of 0.17 to 0.2 s from the
-    workers starting beside it. loky names the module its tracker imports after its `main`
-    function's `__module__`, set here for the launch alone. Were loky to launch it some other
-    way, the tracker would be loky's own as before. Only for astra's command line
-    (`Backend.command_line`), where a new interpreter surely finds `lokytracker`."""
+    workers starting beside it.
+
+    loky names the module its tracker imports after its `main` function's `__module__`, set
+    here for the launch alone; were loky to launch it some other way, the tracker would be
+    loky's own as before. The tracker's interpreter is given this process's sys.path (on
+    PYTHONPATH, for the launch alone), as loky gives its workers: a program may have found
+    astra on a path it added itself, where a new interpreter would not look, and a tracker
+    that cannot import `lokytracker` dies, leaving loky to warn and start another."""
     from joblib.externals.loky.backend import resource_tracker
 
     launched = resource_tracker.main
     module, launched.__module__ = launched.__module__, "astra_cli.engine.lokytracker"
+    pythonpath = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if isinstance(p, str) and p)
     try:
         resource_tracker.ensure_running()
     finally:
         launched.__module__ = module
+        if pythonpath is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = pythonpath
 
 
 def processes_started(backend: Backend, chunks: int) -> int:
@@ -291,8 +297,7 @@ def joblib_settings(backend: Backend, workers: int) -> Iterator[Workers]:
     if backend.name == "loky":
         from astra_cli.engine.worker import start_worker
 
-        # With one worker joblib runs the chunks in this process, and starts no tracker.
-        if workers > 1 and backend.command_line:
+        if workers > 1:  # else joblib runs the chunks in this process, with no tracker
             with contextlib.suppress(OSError):  # loky meets it, and says so, at a worker
                 start_loky_tracker()
         # Each worker exits when this process is gone, even killed with -9: else loky's

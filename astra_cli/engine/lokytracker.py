@@ -1,5 +1,5 @@
-"""What loky's resource tracker runs when astra's command line starts it
-(`backends.start_loky_tracker`): loky's own `main`, imported without numpy.
+"""What loky's resource tracker runs when astra starts it (`backends.start_loky_tracker`):
+loky's own `main`, imported without numpy.
 
 Before its first worker, loky starts a resource tracker, a process that removes the
 semaphores and temporary folders of workers that die before they can. loky starts it as

@@ -63,12 +63,14 @@ class Counting(Method):
         }
 
 
-def resident():
+def resident() -> int:
+    """This process's resident bytes, read from the kernel: what it holds, not what it has
+    freed into its allocator."""
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def given_back():
+def given_back() -> int:
     """How many MiB of a chunk's worth of arrays (6 blocks of 8 MiB, every page written), once
     freed, this process handed back to the kernel. 48 MiB fits in one heap of a thread's
     arena (64 MiB at most), which glibc unmaps once empty whatever it is told to keep."""
