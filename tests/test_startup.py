@@ -56,8 +56,8 @@ def test_the_root_help_imports_no_command():
 
 
 def test_the_root_help_imports_no_help_module_of_typer():
-    """Typer's help module imports rich's Markdown and tracebacks (markdown-it, pygments): a
-    third of `astra --help`, which draws the root's help itself (`cli.roothelp`)."""
+    """Typer's help module imports rich's Markdown and tracebacks (markdown-it, pygments):
+    about 30 ms of `astra --help`, which draws the root's help itself (`cli.roothelp`)."""
     modules = imported_modules("--help")
     assert "astra_cli.cli.roothelp" in modules, "the help was not drawn by astra"
     unwanted = {"typer.rich_utils", "rich.markdown", "rich.traceback", "markdown_it", "pygments"}

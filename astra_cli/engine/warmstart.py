@@ -44,7 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from astra_cli.engine.backends import Backend, joblib_settings, start_loky_tracker, workers_for
+from astra_cli.engine.backends import (
+    Backend,
+    joblib_settings,
+    runs_chunks_here,
+    start_loky_tracker,
+    workers_for,
+)
 from astra_cli.engine.locks import locked_elsewhere
 
 if TYPE_CHECKING:
@@ -74,7 +80,7 @@ def start_helpers(backend: Backend, output_dir: str | os.PathLike[str]) -> bool:
     """
     from astra_cli.io.store import STORE_FILENAME
 
-    if backend.name != "loky" or backend.jobs < 2:
+    if backend.name != "loky" or runs_chunks_here(backend):  # one worker: no helper needed
         return False
     if (Path(output_dir) / STORE_FILENAME).is_file():  # as `api.prepare` tells a new store
         return False
