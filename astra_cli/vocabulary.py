@@ -8,6 +8,7 @@ depend on none of those layers.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -140,6 +141,15 @@ class RunRecord:
     orders a results table (invocation by invocation, each as its request was written)."""
     request_position: int | None = None
     """The observation's position in that request (`Observation.position`)."""
+
+
+def option_text(value: Any) -> str:
+    """An option value as astra writes it for people and tables: a mapping or list (the
+    upstream runs a chained method's group names) as the JSON the store holds, which any table
+    reader parses, anything else as itself."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,6 +201,20 @@ def test_fits_has_allstar_names_and_units(grid_store, tmp_path):
     assert units["LOGG"] is None, "FITS has no unit for a logarithm"
 
 
+def test_an_option_naming_upstream_runs_is_exported_as_the_json_the_store_holds(
+    grid_store, tmp_path
+):
+    target = tmp_path / "grid.csv"
+    assert export(grid_store, "grid", "-o", str(target)).exit_code == 0
+    with ResultsStore(grid_store) as store:
+        stored = {record.observation: record.options for record in store.records("grid")}
+    table = Table.read(target, format="ascii.csv")
+    for row in table:
+        upstream = stored[row["observation"]]["upstream"]
+        assert isinstance(upstream, dict) and upstream["v_rad"].startswith("rv:")
+        assert json.loads(row["upstream"]) == upstream
+
+
 def test_the_python_api_returns_the_table(grid_store):
     table = astra_cli.results("grid", grid_store, unflagged=False)
     assert len(table) == 16 and str(table["teff"].unit) == "K"

@@ -12,6 +12,7 @@ from astra_cli.cli.console import print_json, stdout_console
 from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.options import Json, ReadStoreDir, Verbose
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR
+from astra_cli.vocabulary import option_text
 
 if TYPE_CHECKING:
     from astra_cli.vocabulary import RunRecord
@@ -101,7 +102,7 @@ def render_runs(described: list[dict[str, Any]]) -> None:
 
 
 def _pairs(values: dict[str, Any]) -> str:
-    return " ".join(f"{name}={value}" for name, value in values.items()) or "(none)"
+    return " ".join(f"{name}={option_text(value)}" for name, value in values.items()) or "(none)"
 
 
 def _iso(timestamp: float | None) -> str | None:

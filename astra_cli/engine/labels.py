@@ -13,12 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from astra_cli.vocabulary import option_text
+
 ELLIPSIS = "…"
-
-
-def shown(value: Any) -> str:
-    """An option value as the tables, the bar and the group lines show it."""
-    return str(value)
 
 
 def looks_like_path(value: str) -> bool:
@@ -68,7 +65,7 @@ def tell_apart(options: Sequence[Mapping[str, Any]]) -> GroupOptions:
     """Split the groups' options (one mapping per group) into those that differ between them
     and those they share, and shorten the paths among the differing ones."""
     names = list(dict.fromkeys(name for group in options for name in group))
-    values = [{name: shown(group[name]) for name in group} for group in options]
+    values = [{name: option_text(group[name]) for name in group} for group in options]
     if len(values) > 1:
         varying = [n for n in names if len({group.get(n) for group in values}) > 1]
     else:

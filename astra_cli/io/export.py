@@ -21,7 +21,7 @@ from astra_cli.errors import UsageError
 from astra_cli.io.formats import extensions_of
 from astra_cli.io.formats import format_of as format_of_name
 from astra_cli.io.identifiers import IDENTIFIER_KEYS
-from astra_cli.vocabulary import RunRecord
+from astra_cli.vocabulary import RunRecord, option_text
 
 ExportFormat = Literal["fits", "ecsv", "csv", "tsv", "votable", "parquet"]
 FORMATS: tuple[str, ...] = get_args(ExportFormat)
@@ -192,7 +192,9 @@ def _upper_case(table: Any) -> Any:
 
 
 def _column(column_class: Any, values: Sequence[Any]) -> Any:
-    """A typed column with masked gaps: bool, int64, float64 or str by what the values are."""
+    """A typed column with masked gaps: bool, int64, float64 or str by what the values are. A
+    dict or list (the upstream runs an option names) is written as the store holds it, JSON,
+    which every reader parses, rather than as Python prints it."""
     import numpy as np
 
     present = [value for value in values if value is not None]
@@ -206,7 +208,7 @@ def _column(column_class: Any, values: Sequence[Any]) -> Any:
         dtype, fill = np.float64, np.nan
     else:
         return column_class(
-            ["" if value is None else str(value) for value in values],
+            ["" if value is None else option_text(value) for value in values],
             mask=[value is None for value in values],
         )
     data = np.array([fill if value is None else value for value in values], dtype=dtype)
