@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 from astropy.io import fits
+from conftest import REAL_DATA
 from fits_factory import APSTAR_PIXELS, CDELT1, CRVAL1, write_apstar
 
 from astra_cli.io.spectra import SpectrumReadError, read_spectrum
@@ -196,14 +197,21 @@ def test_truncated_apstar_names_the_path(tmp_path, fraction):
     with pytest.raises(SpectrumReadError) as raised:
         read_spectrum(path)
     assert str(path) in str(raised.value)
+    if fraction >= 0.05:  # its first headers are whole: they say how long the file should be
+        assert "the file is truncated: HDU" in str(raised.value)
+        assert f"the file has {int(len(whole) * fraction):,} (a copy" in str(raised.value)
 
 
-def test_truncated_apvisit_names_the_path(real_apvisits, tmp_path):
-    path = tmp_path / real_apvisits[0].name
-    path.write_bytes(real_apvisits[0].read_bytes()[:20000])
+@pytest.mark.parametrize("name", ["apVisit-r13-5095-55844-128", "apStar-dr17-2M17335483-2753043"])
+def test_a_truncated_real_file_is_said_to_be_truncated(real_apvisits, tmp_path, name):
+    source = REAL_DATA / f"{name}.fits"
+    path = tmp_path / source.name
+    path.write_bytes(source.read_bytes()[:20000])
     with pytest.raises(SpectrumReadError) as raised:
         read_spectrum(path)
-    assert str(path) in str(raised.value)
+    message = str(raised.value)
+    assert message.startswith(f"cannot read {path}: the file is truncated: HDU1 needs ")
+    assert message.endswith("the file has 20,000 (a copy or download that stopped short?)")
 
 
 @pytest.mark.parametrize(
