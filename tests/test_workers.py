@@ -95,8 +95,9 @@ def test_workers_load_the_model_and_check_the_request(fifty_spectra, tmp_path, p
 
 def test_a_lone_chunk_loads_the_model_once(fifty_spectra, tmp_path, plugin_env):
     """One chunk runs on one of two workers (never in the invoking process), and which one is
-    not known in advance: the model is loaded by that chunk alone, not by both workers. (A
-    second load waits for the analysis, so that one always shows where it happens.)"""
+    not known in advance: the model is loaded by that chunk alone, not by both workers.
+    Loads made ahead of the chunk show here only when the other worker takes it (a second
+    load then waits for the analysis); the next test shows, every time, that none is made."""
     model, log = tmp_path / "model.txt", tmp_path / "log.txt"
     model.write_text("a model")
 
@@ -116,29 +117,32 @@ def test_a_lone_chunk_loads_the_model_once(fifty_spectra, tmp_path, plugin_env):
     )  # fmt: skip
 
 
-def test_a_lone_chunk_with_nothing_to_check_starts_no_worker_ahead(
-    fifty_spectra, tmp_path, plugin_env
-):
-    """Where the request is checked already, a lone chunk gives the workers started ahead
-    nothing to do: none is started before the chunk (which then loads the model once)."""
+def test_the_workers_of_a_lone_chunk_load_nothing_ahead_of_it(fifty_spectra, tmp_path, plugin_env):
+    """The workers started ahead of a lone chunk make the request's checks and load no model:
+    with nothing to check, none is started ahead."""
     model = tmp_path / "model.txt"
     model.write_text("a model")
     script = f"""
 from astra_cli import api
 from astra_cli.engine.backends import Backend
 from astra_cli.engine.warmstart import WarmStart
+from astra_cli.methods.registry import load_method, method_path
 plan = api.prepare(
     "text-model", api.collect_observations([{str(fifty_spectra[0])!r}]),
     {{"model": [{str(model)!r}]}}, output_dir={str(tmp_path / "out")!r}, jobs=2,
 )
-print(len(plan.chunks), WarmStart.begin(plan, Backend("loky", 2)))
+path = method_path(load_method("text-model"))
+check = ("the-key", "text-model", path, {{"model": {str(model)!r}}})
+started = WarmStart.begin(plan, Backend("loky", 2), checks=[check])
+print(len(plan.chunks), sorted(started.checks_passed()), started.finish())
+print(WarmStart.begin(plan, Backend("loky", 2)))
 """
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=plugin_env
     )
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["1", "None"]
+    assert result.stdout.splitlines() == ["1 ['the-key'] 0", "None"]
 
 
 def test_chunks_start_on_a_worker_whose_model_is_loaded_while_another_loads(
