@@ -10,10 +10,11 @@ Example::
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from astra_cli.errors import AstraError, UsageError, did_you_mean
-from astra_cli.io.export import results_table
+from astra_cli.io.export import describe, results_table
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR, ResultsStore
 from astra_cli.methods.base import Method
 from astra_cli.methods.registry import load_method
@@ -51,15 +52,14 @@ def results(
                 f"{method} has no group {group!r} in {store.path}{did_you_mean(group, groups)}; "
                 f"its groups: {', '.join(groups)} (see astra status)"
             )
-        records = list(store.records(method, None if status == "all" else status, group))
+        records = store.records(method, None if status == "all" else status, group)
+        if unflagged:
+            records = unflagged_only(method, records)
+        table = results_table(records, method=method, latest_per_observation=latest_per_observation)
         damaged = list(store.damaged)
-    if unflagged:
-        records = unflagged_only(method, records)
-    instances = _method_instances(method, records)
-    table = results_table(
-        records,
-        method=method,
-        latest_per_observation=latest_per_observation,
+    instances = _method_instances(method, table.meta["groups"].values())
+    describe(
+        table,
         descriptions=_merged(instance.describe_columns for instance in instances),
         units=_merged(instance.column_units for instance in instances),
     )
@@ -68,15 +68,22 @@ def results(
     return table
 
 
-def unflagged_only(method: str, records: list[RunRecord]) -> list[RunRecord]:
-    """The runs whose `flags` are 0 (failed runs have none); an error for a method whose
-    results have no flags, where the option would silently do nothing."""
-    if records and not any("flags" in (record.result or {}) for record in records):
+def unflagged_only(method: str, records: Iterable[RunRecord]) -> Iterator[RunRecord]:
+    """The runs whose `flags` are 0 (failed runs have none); an error, once every run is
+    read, for a method whose results have no flags, where the option would silently do
+    nothing."""
+    seen = flagged = False
+    for record in records:
+        seen = True
+        result = record.result or {}
+        flagged = flagged or "flags" in result
+        if result.get("flags") == 0:
+            yield record
+    if seen and not flagged:
         raise UsageError(f"--unflagged: the results of {method} have no flags column")
-    return [record for record in records if (record.result or {}).get("flags") == 0]
 
 
-def _method_instances(method: str, records: list[RunRecord]) -> list[Method]:
+def _method_instances(method: str, group_options: Iterable[dict[str, Any]]) -> list[Method]:
     """The method with each group's options, to say what its columns are; none for a group
     whose model file is gone or a method no longer installed."""
     try:
@@ -84,7 +91,7 @@ def _method_instances(method: str, records: list[RunRecord]) -> list[Method]:
     except AstraError:
         return []
     instances = []
-    for options in {record.group_key: record.options for record in records}.values():
+    for options in group_options:
         # A group's stored options may hold more than the method's (the upstream chain).
         own = {name: value for name, value in options.items() if name in method_class.params}
         try:
@@ -96,9 +103,9 @@ def _method_instances(method: str, records: list[RunRecord]) -> list[Method]:
 
 def _merged(describers: Any) -> dict[str, str]:
     merged: dict[str, str] = {}
-    for describe in describers:
+    for describer in describers:
         try:
-            merged.update(describe())
+            merged.update(describer())
         except (AstraError, OSError, ValueError):
             continue
     return merged

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -80,6 +81,24 @@ def test_failed_runs_only_and_csv_on_stdout(store_dir):
     assert len(table) == 2
     assert set(table["status"]) == {"failed"}
     assert all("missing input" in error for error in table["error"])
+
+
+def test_a_path_beyond_ascii_is_escaped_in_fits_and_kept_in_csv(real_apvisits, tmp_path):
+    folder = tmp_path / "spectres-reçus"
+    folder.mkdir()
+    spectrum = folder / real_apvisits[0].name
+    shutil.copy(real_apvisits[0], spectrum)
+    out = tmp_path / "out"
+    astra_cli.run("snr", [spectrum], output_dir=out, backend="sequential")
+
+    fits_file, csv_file = tmp_path / "snr.fits", tmp_path / "snr.csv"
+    written = export(out, "snr", "-o", str(fits_file))
+    assert written.exit_code == 0, written.output
+    assert "FITS holds text as ASCII" in written.stderr
+    assert "INPUT_PATH (1), OBSERVATION (1)" in written.stderr
+    assert Table.read(fits_file)["INPUT_PATH"][0] == str(spectrum).replace("ç", "\\xe7")
+    assert export(out, "snr", "-o", str(csv_file)).exit_code == 0
+    assert Table.read(csv_file, format="ascii.csv")["input_path"][0] == str(spectrum)
 
 
 def test_one_group_and_latest_per_observation(store_dir, tmp_path):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from astra_cli.cli.console import error, stderr_console
+from astra_cli.cli.console import error, notice, stderr_console
 from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.options import MethodToExport, StoreDir, Verbose
 from astra_cli.exit_codes import ExitCode
@@ -86,7 +86,9 @@ def results_command(
             latest_per_observation=latest,
         )
         damaged = table.meta.pop("damaged", [])
-        write_table(table, destination, chosen)
+        notes = write_table(table, destination, chosen)
+    for note in notes:
+        notice(note)
     if destination != "-":
         stderr_console().print(f"{len(table)} row(s) of {method}: {destination}", markup=False)
     if damaged:
