@@ -152,6 +152,12 @@ def option_text(value: Any) -> str:
     return str(value)
 
 
+def pairs_text(values: dict[str, Any]) -> str:
+    """`name=value name=value` (`option_text` each), or `(none)`: a run's options or results
+    on one line, as `astra status` and `astra show` print them."""
+    return " ".join(f"{name}={option_text(value)}" for name, value in values.items()) or "(none)"
+
+
 @dataclass(frozen=True, slots=True)
 class StoredRun:
     """What the planner needs of a stored run to decide whether it is done."""

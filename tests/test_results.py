@@ -220,7 +220,7 @@ def test_fits_has_allstar_names_and_units(grid_store, tmp_path):
     assert units["LOGG"] is None, "FITS has no unit for a logarithm"
 
 
-def test_an_option_naming_upstream_runs_is_exported_as_the_json_the_store_holds(
+def test_an_option_naming_upstream_runs_is_written_as_the_json_the_store_holds(
     grid_store, tmp_path
 ):
     target = tmp_path / "grid.csv"
@@ -232,6 +232,10 @@ def test_an_option_naming_upstream_runs_is_exported_as_the_json_the_store_holds(
         upstream = stored[row["observation"]]["upstream"]
         assert isinstance(upstream, dict) and upstream["v_rad"].startswith("rv:")
         assert json.loads(row["upstream"]) == upstream
+    written = f"upstream={json.dumps(upstream)}"
+    overview = runner.invoke(app, ["status", "--output-dir", str(grid_store)])
+    shown = runner.invoke(app, ["show", table["obj"][0], "--output-dir", str(grid_store)])
+    assert written in overview.stdout and written in shown.stdout, "as astra status, astra show"
 
 
 def test_the_python_api_returns_the_table(grid_store):

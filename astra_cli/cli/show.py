@@ -12,7 +12,7 @@ from astra_cli.cli.console import print_json, stdout_console
 from astra_cli.cli.errors import reported_errors
 from astra_cli.cli.options import Json, ReadStoreDir, Verbose
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR
-from astra_cli.vocabulary import option_text
+from astra_cli.vocabulary import pairs_text
 
 if TYPE_CHECKING:
     from astra_cli.vocabulary import RunRecord
@@ -89,8 +89,8 @@ def render_runs(described: list[dict[str, Any]]) -> None:
         lines = {
             "observation": run["observation"],
             "input": run["input_path"],
-            "options": _pairs(run["options"]),
-            "result": _pairs(run["result"]) if run["result"] else None,
+            "options": pairs_text(run["options"]),
+            "result": pairs_text(run["result"]) if run["result"] else None,
             "error": f"{run['error']} ({run['fault']}'s fault)" if run["error"] else None,
             "started": f"{run['started_at']} UTC, {run['duration_s'] or 0:.3f} s",
             "computed from": f"input {run['input_state']}, model {run['model_state'] or '-'}",
@@ -99,10 +99,6 @@ def render_runs(described: list[dict[str, Any]]) -> None:
         for name, text in lines.items():
             if text:
                 console.print(f"  {name}: {text}", markup=False)
-
-
-def _pairs(values: dict[str, Any]) -> str:
-    return " ".join(f"{name}={option_text(value)}" for name, value in values.items()) or "(none)"
 
 
 def _iso(timestamp: float | None) -> str | None:

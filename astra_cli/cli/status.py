@@ -18,6 +18,7 @@ from astra_cli.cli.method_commands import MethodGroup, build_method_command
 from astra_cli.cli.options import STATUS_OPTIONS, Json, ReadStoreDir, Verbose
 from astra_cli.exit_codes import ExitCode
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR
+from astra_cli.vocabulary import pairs_text
 
 if TYPE_CHECKING:
     from astra_cli.engine.planner import Plan
@@ -181,8 +182,7 @@ def render_overview(groups: list[dict[str, Any]], output_dir: str) -> None:
             table.add_row(group["key"], *counts, when)
         console.print(table)
         for group in mine:
-            options = " ".join(f"{k}={v}" for k, v in group["options"].items()) or "(none)"
-            console.print(f"  {group['key']}: {options}", markup=False)
+            console.print(f"  {group['key']}: {pairs_text(group['options'])}", markup=False)
 
 
 class StatusGroup(MethodGroup):
