@@ -148,7 +148,7 @@ def option_text(value: Any) -> str:
     upstream runs a chained method's group names) as the JSON the store holds, which any table
     reader parses, anything else as itself."""
     if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
     return str(value)
 
 

@@ -78,7 +78,7 @@ def write_store(output_dir: Path, runs: int) -> None:
 
 
 def export(astra: str, output_dir: Path, target: Path) -> tuple[float, float]:
-    """(seconds, peak resident MB) of one `astra results` into `target`."""
+    """(seconds, peak resident MB, 10^6 bytes) of one `astra results` into `target`."""
     clock = time.perf_counter()
     process = subprocess.Popen(
         [astra, "results", "grid", "-o", str(target), "--output-dir", str(output_dir)],
@@ -88,7 +88,7 @@ def export(astra: str, output_dir: Path, target: Path) -> tuple[float, float]:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"astra results exited {process.returncode}")
-    return time.perf_counter() - clock, usage.ru_maxrss / 1024
+    return time.perf_counter() - clock, usage.ru_maxrss * 1024 / 1e6  # ru_maxrss is in KiB
 
 
 def main() -> None:
@@ -109,7 +109,7 @@ def main() -> None:
             seconds, peak = export(astra, output_dir, target)
             print(
                 f"{file_format}: {seconds:.1f} s ({args.runs / seconds:,.0f} runs/s), peak "
-                f"{peak:,.0f} MB ({peak * 2**20 / args.runs:,.0f} bytes a run), file "
+                f"{peak:,.0f} MB ({peak * 1e6 / args.runs:,.0f} bytes a run), file "
                 f"{target.stat().st_size / 1e6:.0f} MB"
             )
 

@@ -232,7 +232,7 @@ def test_an_option_naming_upstream_runs_is_written_as_the_json_the_store_holds(
         upstream = stored[row["observation"]]["upstream"]
         assert isinstance(upstream, dict) and upstream["v_rad"].startswith("rv:")
         assert json.loads(row["upstream"]) == upstream
-    written = f"upstream={json.dumps(upstream)}"
+    written = f"upstream={json.dumps(upstream, separators=(',', ':'))}"
     overview = runner.invoke(app, ["status", "--output-dir", str(grid_store)])
     shown = runner.invoke(app, ["show", table["obj"][0], "--output-dir", str(grid_store)])
     assert written in overview.stdout and written in shown.stdout, "as astra status, astra show"

@@ -93,58 +93,6 @@ def test_workers_load_the_model_and_check_the_request(fifty_spectra, tmp_path, p
     assert (summary["ok"], summary["chunks"], summary["model_loads"]) == (8, 4, 2)
 
 
-def test_a_lone_chunk_loads_the_model_once(fifty_spectra, tmp_path, plugin_env):
-    """One chunk runs on one of two workers (never in the invoking process), and which one is
-    not known in advance: the model is loaded by that chunk alone, not by both workers.
-    Loads made ahead of the chunk show here only when the other worker takes it (a second
-    load then waits for the analysis); the next test shows, every time, that none is made."""
-    model, log = tmp_path / "model.txt", tmp_path / "log.txt"
-    model.write_text("a model")
-
-    result = astra_subprocess(
-        "analyse", "text-model", str(fifty_spectra[0]), "--model", str(model), "--log", str(log),
-        "--second-load-waits-for-analysis", "--jobs", "2", "-o", str(tmp_path / "out"),
-        "--json", env=plugin_env,
-    )  # fmt: skip
-
-    assert result.returncode == 0, result.stderr
-    lines = load_lines(log)
-    assert len([line for line in lines if line.startswith("load ")]) == 1, lines
-    assert len([line for line in lines if line.startswith("checked ")]) == 1, "still checked"
-    summary = json.loads(result.stdout)
-    assert (summary["ok"], summary["chunks"], summary["workers"], summary["model_loads"]) == (
-        1, 1, 2, 1,
-    )  # fmt: skip
-
-
-def test_the_workers_of_a_lone_chunk_load_nothing_ahead_of_it(fifty_spectra, tmp_path, plugin_env):
-    """The workers started ahead of a lone chunk make the request's checks and load no model:
-    with nothing to check, none is started ahead."""
-    model = tmp_path / "model.txt"
-    model.write_text("a model")
-    script = f"""
-from astra_cli import api
-from astra_cli.engine.backends import Backend
-from astra_cli.engine.warmstart import WarmStart
-from astra_cli.methods.registry import load_method, method_path
-plan = api.prepare(
-    "text-model", api.collect_observations([{str(fifty_spectra[0])!r}]),
-    {{"model": [{str(model)!r}]}}, output_dir={str(tmp_path / "out")!r}, jobs=2,
-)
-path = method_path(load_method("text-model"))
-check = ("the-key", "text-model", path, {{"model": {str(model)!r}}})
-started = WarmStart.begin(plan, Backend("loky", 2), checks=[check])
-print(len(plan.chunks), sorted(started.checks_passed()), started.finish())
-print(WarmStart.begin(plan, Backend("loky", 2)))
-"""
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=plugin_env
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["1 ['the-key'] 0", "None"]
-
-
 def test_chunks_start_on_a_worker_whose_model_is_loaded_while_another_loads(
     fifty_spectra, tmp_path, plugin_env
 ):

@@ -1,5 +1,5 @@
 """Worker processes started before the request is checked: they make the checks, and each
-loads the first group's model (unless the stage is a lone chunk: see `WarmStart.begin`).
+loads the first group's model.
 
 Before the first spectrum is read, an invocation pays for three things: the checks of the
 request (`Method.validate` reads a grid through, unless the store remembers a pass), starting
@@ -115,9 +115,8 @@ class WarmStart:
         cls, plan: Plan, backend: Backend, checks: Sequence[WorkerCheck] = ()
     ) -> WarmStart | None:
         """Start the workers of the plan's first stage with work, each loading the model of its
-        first group (not for a lone chunk, which loads it itself), and share the `checks`
-        among them; None when nothing would gain (no work, no worker process to start, a
-        group another invocation holds, a lone chunk and nothing to check)."""
+        first group, and share the `checks` among them; None when nothing would gain (no
+        work, no worker process to start, a group another invocation holds)."""
         global _unfinished
         stage = first_stage(plan)
         if stage is None or backend.name != "loky":
@@ -138,15 +137,10 @@ class WarmStart:
         path = method_path(load_method(group.method))
         model = (group.method, path, group.options, group.key, group.model.files_state)
         # The checks first, in the first workers up: the request's verdict is what the chunks
-        # wait for, and each worker's load what its own first chunk waits for. A lone chunk
-        # has two workers (`workers_for`), and which one takes it is not known: loaded in
-        # both, the model would be loaded twice, so it is loaded by the chunk alone.
-        loads = workers if len(stage.chunks) >= workers else 0
+        # wait for, and each worker's load what its own first chunk waits for.
         shares = [tuple(checks[share::workers]) for share in range(min(workers, len(checks)))]
-        if not shares and not loads:
-            return None
         tasks = [delayed(make_checks)(share) for share in shares]
-        tasks += [delayed(prime)(*model) for _ in range(loads)]
+        tasks += [delayed(prime)(*model) for _ in range(workers)]
         with joblib_settings(backend, workers) as settings, parallel_config(**settings.config):
             parallel = Parallel(return_as="generator_unordered", batch_size=1, pre_dispatch="all")
             primes = parallel(tasks)

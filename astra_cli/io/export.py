@@ -62,8 +62,10 @@ def results_table(
     records: Iterable[RunRecord], *, method: str, latest_per_observation: bool = False
 ) -> Any:
     """An astropy Table of run records, read once: a store's records are turned into columns
-    as they come, never all held at once (as RunRecords, 200,000 runs of `grid` took 0.8 GB
-    before their table was made; see `describe` for what the method says of its columns)."""
+    as they come, not all held first (as RunRecords, 200,000 runs of `grid` took 0.8 GB
+    before their table was made), except with `latest_per_observation`, which holds each
+    observation's latest until every record is read. `describe` adds what the method says of
+    its columns."""
     from astropy.table import MaskedColumn, Table
 
     from astra_cli.version import __version__  # package metadata: not at start-up
@@ -156,10 +158,8 @@ def _run_values(row: RunRecord) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-_FIXED = {
-    "input_path", "observation", "group_key", "status", "error", "started_at", "duration_s",
-    "astra_version", "method_version", *IDENTIFIER_KEYS,
-}  # fmt: skip
+_FIXED = {*_RUN_COLUMNS, *IDENTIFIER_KEYS}
+"""Names an option's column may not take (it is then `option_NAME`)."""
 
 
 def write_table(table: Any, destination: str, file_format: str) -> list[str]:
@@ -224,7 +224,7 @@ def _write_fits(table: Any, destination: str) -> list[str]:
     columns = ", ".join(f"{name} ({count})" for name, count in escaped.items())
     return [
         f"FITS holds text as ASCII: values with other characters are written with backslash "
-        f"escapes (ö as \\xf6), in {columns}; ECSV, CSV and Parquet keep every character"
+        f"escapes (ö as \\xf6), in {columns}; the other formats keep every character"
     ]
 
 
@@ -234,9 +234,9 @@ def _upper_case(table: Any) -> tuple[Any, dict[str, int]]:
 
     Encoded here, not by astropy: astropy copies a table whole, twice, on its way to FITS, and
     numpy's text takes four bytes a character (for a table of 200,000 runs of `grid`, the
-    conversion took 0.46 GB beyond the table's own memory, 0.83 GB before, for the same
-    file); and astropy stops at the first character beyond ASCII (a path with an accent),
-    where no table was written at all."""
+    memory the conversion takes beyond the table's own fell by about two fifths, for the
+    same file); and astropy stops at the first character beyond ASCII (a path with an
+    accent), where no table was written at all."""
     import numpy as np
 
     renamed = table.copy(copy_data=False)
@@ -256,8 +256,9 @@ def _upper_case(table: Any) -> tuple[Any, dict[str, int]]:
         renamed[name] = column.copy(data=data if mask is None else np.ma.array(data, mask=mask))
     names = [_FITS_NAMES.get(name, name.upper()) for name in renamed.colnames]
     if len(set(names)) == len(names):
+        escaped = {_FITS_NAMES.get(name, name.upper()): n for name, n in escaped.items()}
         renamed.rename_columns(renamed.colnames, names)
-    return renamed, {_FITS_NAMES.get(name, name.upper()): n for name, n in escaped.items()}
+    return renamed, escaped
 
 
 def _column(column_class: Any, values: Sequence[Any]) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 from astra_cli.errors import UsageError
 from astra_cli.io.formats import format_of
-from astra_cli.io.truncation import short_hdu
+from astra_cli.io.truncation import shortfall
 
 _PICKLE_MAGIC = b"\x80"  # protocol 2+ pickles start with PROTO (0x80)
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -77,13 +77,9 @@ def fits_headers(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # astropy's own note about truncation
             with fits.open(path, lazy_load_hdus=False) as hdus:
-                short = short_hdu(hdus, size)
+                short = shortfall(hdus, size)
                 if short is not None:
-                    index, needed = short
-                    raise ModelFileError(
-                        f"{what} {path} is truncated: HDU{index} needs {needed} bytes, the "
-                        f"file has {size}"
-                    )
+                    raise ModelFileError(f"{what} {path} is truncated: {short}")
                 names = {hdu.name.upper() for hdu in hdus}
                 missing = [name for name in required if name.upper() not in names]
                 if missing:

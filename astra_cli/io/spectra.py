@@ -85,36 +85,35 @@ def read_spectrum(path: str | Path) -> Spectrum:
             with fits.open(path, memmap=False) as hdus:
                 reader = _choose_reader(path, hdus)
                 return reader(hdus, str(path))
-    except SpectrumReadError:
-        raise
     except Exception as error:
-        why = _truncation(path) or f"{type(error).__name__}: {error}"
-        raise SpectrumReadError(f"cannot read {path}: {why}") from error
+        # A cut file fails in many ways, a layout astra does not know among them: said first.
+        short = _truncation(path)
+        if short is not None:
+            raise SpectrumReadError(
+                f"cannot read {path}: the file is truncated: {short} (a copy or download that "
+                "stopped short?)"
+            ) from error
+        if isinstance(error, SpectrumReadError):
+            raise
+        raise SpectrumReadError(f"cannot read {path}: {type(error).__name__}: {error}") from error
 
 
 def _truncation(path: Path) -> str | None:
-    """Why a file that failed to read did, when it is shorter than its headers say
+    """What a file that failed to read lacks, when it is shorter than its headers say
     (`io.truncation`); None when it is not that, or its headers are too damaged to say."""
     from astropy.io import fits
     from astropy.utils.exceptions import AstropyWarning
 
-    from astra_cli.io.truncation import short_hdu
+    from astra_cli.io.truncation import shortfall
 
     try:
         size = path.stat().st_size
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)
             with fits.open(path, memmap=False) as hdus:
-                short = short_hdu(hdus, size)
+                return shortfall(hdus, size)
     except Exception:  # headers too damaged to say what the file should hold
         return None
-    if short is None:
-        return None
-    index, needed = short
-    return (
-        f"the file is truncated: HDU{index} needs {needed:,} bytes, the file has {size:,} (a "
-        "copy or download that stopped short?)"
-    )
 
 
 def _choose_reader(path: Path, hdus: fits.HDUList) -> Callable[[fits.HDUList, str], Spectrum]:
