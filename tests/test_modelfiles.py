@@ -290,6 +290,21 @@ def test_unusable_model_file_stops_the_invocation_before_any_work(
     assert not (tmp_path / "out").exists(), "nothing may be run or stored"
 
 
+def test_a_model_cut_inside_a_header_is_said_to_be_truncated(demo_files, tmp_path):
+    """astropy leaves out an HDU whose header is cut: the model would look as if it lacked an
+    extension. Zero padding after the last HDU, which some writers leave, is no cut."""
+    data = demo_files.cannon_model.read_bytes()
+    with fits.open(demo_files.cannon_model) as hdus:
+        second = hdus.fileinfo(2)["hdrLoc"]
+    cut, padded = tmp_path / "cut.fits", tmp_path / "padded.fits"
+    cut.write_bytes(data[: second + 100])
+    padded.write_bytes(data + bytes(2880))
+
+    with pytest.raises(ModelFileError, match="it ends inside HDU2's header, 100 bytes past HDU1"):
+        check_cannon(cut)
+    check_cannon(padded)
+
+
 def test_the_valid_small_ferre_grid_is_usable(demo_files, tmp_path):
     """The broken FERRE files above differ from a good one only in what they break."""
     path = ferre_text_for_a_fits_model(demo_files, "grid", tmp_path)

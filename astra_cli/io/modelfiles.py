@@ -72,12 +72,11 @@ def fits_headers(
 
     from astropy.io import fits
 
-    size = os.path.getsize(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # astropy's own note about truncation
             with fits.open(path, lazy_load_hdus=False) as hdus:
-                short = shortfall(hdus, size)
+                short = shortfall(hdus, path)
                 if short is not None:
                     raise ModelFileError(f"{what} {path} is truncated: {short}")
                 names = {hdu.name.upper() for hdu in hdus}

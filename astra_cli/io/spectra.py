@@ -107,11 +107,10 @@ def _truncation(path: Path) -> str | None:
     from astra_cli.io.truncation import shortfall
 
     try:
-        size = path.stat().st_size
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)
             with fits.open(path, memmap=False) as hdus:
-                return shortfall(hdus, size)
+                return shortfall(hdus, path)
     except Exception:  # headers too damaged to say what the file should hold
         return None
 
