@@ -75,10 +75,10 @@ def results_table(
     fixed: dict[str, list[Any]] = {name: [] for name in _RUN_COLUMNS}
     lists = list(fixed.values())
     groups: dict[str, dict[str, Any]] = {}
-    for count, row in enumerate(rows):
-        identifiers.add(row.identifiers, count)
-        options.add(row.options, count)
-        results.add(row.result, count)
+    for row in rows:
+        identifiers.add(row.identifiers)
+        options.add(row.options)
+        results.add(row.result)
         for values, value in zip(lists, _run_values(row), strict=True):
             values.append(value)
         groups[row.group_key] = row.options
@@ -132,15 +132,17 @@ class _Columns:
     def __init__(self, missing: Any = None) -> None:
         self.missing = missing
         self.values: dict[str, list[Any]] = {}
+        self._records = 0
 
-    def add(self, mapping: dict[str, Any] | None, before: int) -> None:
-        """One record's mapping; `before` records were added before it."""
+    def add(self, mapping: dict[str, Any] | None) -> None:
+        """The next record's mapping (None: it has none)."""
         mapping = mapping or {}
         for name, values in self.values.items():
             values.append(mapping.get(name, self.missing))
         for name, value in mapping.items():
             if name not in self.values:
-                self.values[name] = [self.missing] * before + [value]
+                self.values[name] = [self.missing] * self._records + [value]
+        self._records += 1
 
 
 _RUN_COLUMNS = (
