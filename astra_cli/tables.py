@@ -10,11 +10,18 @@ Example::
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from astra_cli.errors import AstraError, UsageError, did_you_mean
-from astra_cli.io.export import describe, results_table
+from astra_cli.io.export import (
+    TableLayout,
+    describe,
+    latest_positions,
+    results_table,
+    table_blocks,
+)
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR, ResultsStore
 from astra_cli.methods.base import Method
 from astra_cli.methods.registry import load_method
@@ -38,34 +45,113 @@ def results(
     Rows the store holds but cannot read (a damaged store) are left out and named in
     `table.meta["damaged"]`.
     """
-    if status not in STATUSES:
-        raise UsageError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
-    with ResultsStore(output_dir, read_only=True) as store:
-        stored = store.methods()
-        if method not in stored:
-            raise UsageError(
-                f"no runs of {method!r} in {store.path}{did_you_mean(method, stored)}; "
-                f"it holds {', '.join(stored) or 'nothing yet'}"
-            )
-        if group is not None and group not in (groups := store.group_keys(method)):
-            raise UsageError(
-                f"{method} has no group {group!r} in {store.path}{did_you_mean(group, groups)}; "
-                f"its groups: {', '.join(groups)} (see astra status)"
-            )
-        records = store.records(method, None if status == "all" else status, group)
-        if unflagged:
-            records = unflagged_only(method, records)
-        table = results_table(records, method=method, latest_per_observation=latest_per_observation)
-        damaged = list(store.damaged)
-    instances = _method_instances(method, table.meta["groups"].values())
-    describe(
-        table,
-        descriptions=_merged(instance.describe_columns for instance in instances),
-        units=_merged(instance.column_units for instance in instances),
-    )
+    with ResultsStore(output_dir, read_only=True) as store, store.snapshot():
+        selected = _selection(store, method, status, group, unflagged, latest_per_observation)
+        table = results_table(selected(), method=method)
+        damaged = list(dict.fromkeys(store.damaged))
+    descriptions, units = _column_notes(method, table.meta["groups"].values())
+    describe(table, descriptions, units)
     if damaged:
         table.meta["damaged"] = damaged
     return table
+
+
+def export_results(
+    method: str,
+    output_dir: str | os.PathLike[str],
+    destination: str,
+    file_format: str,
+    *,
+    status: str = "ok",
+    group: str | None = None,
+    unflagged: bool = False,
+    latest_per_observation: bool = False,
+) -> Exported:
+    """Write the table `results` gives to `destination` ('-': standard output), in memory
+    that does not grow with the store: the runs are read twice, in one snapshot of the
+    store, first for the table's columns (`TableLayout`), then to be written a block of
+    rows at a time (`tablewriter`). Runs that fit in one block are read once, and held."""
+    from astra_cli.io.tablewriter import BLOCK_ROWS, table_output
+
+    with (
+        ResultsStore(output_dir, read_only=True) as store,
+        store.snapshot(),
+        table_output(destination, file_format) as output,
+    ):
+        selected = _selection(store, method, status, group, unflagged, latest_per_observation)
+        layout = TableLayout()
+        kept: list[RunRecord] | None = []
+        for record in selected():
+            layout.add(record)
+            if kept is not None:
+                kept.append(record)
+                if len(kept) > BLOCK_ROWS:  # more than a block: read again rather than hold
+                    kept = None
+        again = selected if kept is None else kept.__iter__
+        layout.measure_numbers(again())
+        damaged = list(dict.fromkeys(store.damaged))
+        descriptions, units = _column_notes(method, layout.groups.values())
+        meta = layout.meta(method)
+
+        def described(blocks: Iterable[Any]) -> Iterator[Any]:
+            for block in blocks:
+                describe(block, descriptions, units)
+                yield block
+
+        blocks = table_blocks(again(), layout, meta, BLOCK_ROWS)
+        notes = output.write(
+            described(blocks), rows=layout.rows, ascii_widths=layout.ascii_widths()
+        )
+    return Exported(layout.rows, notes, damaged)
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What `export_results` wrote."""
+
+    rows: int
+    notes: list[str]
+    """What the reader of the file should be told (text FITS could not hold as it was)."""
+    damaged: list[str]
+    """Runs the store holds but could not read, left out: `group/observation`."""
+
+
+def _selection(
+    store: ResultsStore,
+    method: str,
+    status: str,
+    group: str | None,
+    unflagged: bool,
+    latest_per_observation: bool,
+) -> Callable[[], Iterator[RunRecord]]:
+    """The runs asked for, as a function that reads them from the store each time it is
+    called (in a snapshot, the same runs each time)."""
+    if status not in STATUSES:
+        raise UsageError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+    stored = store.methods()
+    if method not in stored:
+        raise UsageError(
+            f"no runs of {method!r} in {store.path}{did_you_mean(method, stored)}; "
+            f"it holds {', '.join(stored) or 'nothing yet'}"
+        )
+    if group is not None and group not in (groups := store.group_keys(method)):
+        raise UsageError(
+            f"{method} has no group {group!r} in {store.path}{did_you_mean(group, groups)}; "
+            f"its groups: {', '.join(groups)} (see astra status)"
+        )
+
+    def read() -> Iterator[RunRecord]:
+        records = store.records(method, None if status == "all" else status, group)
+        return unflagged_only(method, records) if unflagged else records
+
+    if not latest_per_observation:
+        return read
+    kept = latest_positions(read())
+
+    def latest() -> Iterator[RunRecord]:
+        return (record for position, record in enumerate(read()) if position in kept)
+
+    return latest
 
 
 def unflagged_only(method: str, records: Iterable[RunRecord]) -> Iterator[RunRecord]:
@@ -99,6 +185,18 @@ def _method_instances(method: str, group_options: Iterable[dict[str, Any]]) -> l
         except AstraError:
             continue
     return instances
+
+
+def _column_notes(
+    method: str, group_options: Iterable[dict[str, Any]]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """What the method says of its columns, with each group's options: their descriptions
+    and units, by column."""
+    instances = _method_instances(method, group_options)
+    return (
+        _merged(instance.describe_columns for instance in instances),
+        _merged(instance.column_units for instance in instances),
+    )
 
 
 def _merged(describers: Any) -> dict[str, str]:

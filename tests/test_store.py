@@ -89,6 +89,18 @@ def test_another_connection_reads_while_the_store_is_open(store):
     assert count == 1
 
 
+def test_a_snapshot_reads_the_runs_as_they_were_while_another_invocation_writes(store):
+    store.write([ok()])
+
+    with ResultsStore(store.output_dir, read_only=True) as reader, reader.snapshot():
+        first = list(reader.records())
+        store.write([ok("path:/data/c.fits"), failed()])  # the writer is not kept waiting
+        again = list(reader.records())
+    assert again == first and len(first) == 1
+    with ResultsStore(store.output_dir, read_only=True) as reader:
+        assert len(list(reader.records())) == 3
+
+
 # --- writing and reading -------------------------------------------------------------------
 
 

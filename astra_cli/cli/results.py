@@ -71,27 +71,27 @@ def results_command(
     result column. FITS tables have upper-case column names like allStar, and a header recording
     the astra version and every group's options.
     """
-    from astra_cli.io.export import default_destination, destination_format, write_table
-    from astra_cli.tables import results
+    from astra_cli.io.export import default_destination, destination_format
+    from astra_cli.tables import export_results
 
     with reported_errors(verbose):
         chosen = destination_format(out, file_format)
         destination = out or str(default_destination(method, chosen, output_dir))
-        table = results(
+        exported = export_results(
             method,
             output_dir,
+            destination,
+            chosen,
             status=status,
             group=group,
             unflagged=unflagged,
             latest_per_observation=latest,
         )
-        damaged = table.meta.pop("damaged", [])
-        notes = write_table(table, destination, chosen)
-    for note in notes:
+    for note in exported.notes:
         notice(note)
     if destination != "-":
-        stderr_console().print(f"{len(table)} row(s) of {method}: {destination}", markup=False)
-    if damaged:
+        stderr_console().print(f"{exported.rows} row(s) of {method}: {destination}", markup=False)
+    if damaged := exported.damaged:
         shown = ", ".join(damaged[:5]) + (", ..." if len(damaged) > 5 else "")
         error(
             f"{len(damaged)} stored run(s) could not be read and are not in the table "

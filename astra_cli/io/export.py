@@ -1,6 +1,7 @@
-"""Results as one table: every stored run of a method, one row each, written as FITS (an
-allStar-like catalogue: upper-case column names, APOGEE_ID, units in TUNIT), ECSV, CSV, TSV,
-VOTable or Parquet (with pyarrow), by the file's name or `--format`.
+"""Results as one table: every stored run of a method, one row each, in the formats astra
+writes (FITS, an allStar-like catalogue: upper-case column names, APOGEE_ID, units in TUNIT;
+ECSV, CSV, TSV, VOTable, Parquet with pyarrow), chosen by the file's name or `--format`.
+Here the table is made; `tablewriter` writes it.
 
 Columns: the identifier keys (in the usual order), the input path and observation key, the
 group key and the significant options (one column each; an option named like a result column
@@ -11,9 +12,8 @@ versions, then every result column any run returned (masked where a run has none
 from __future__ import annotations
 
 import datetime
-import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -25,12 +25,6 @@ from astra_cli.vocabulary import RunRecord, option_text
 
 ExportFormat = Literal["fits", "ecsv", "csv", "tsv", "votable", "parquet"]
 FORMATS: tuple[str, ...] = get_args(ExportFormat)
-_ASTROPY_FORMATS = {
-    "ecsv": "ascii.ecsv", "csv": "ascii.csv", "tsv": "ascii.tab", "votable": "votable",
-    "parquet": "parquet",
-}  # fmt: skip
-_FITS_NAMES = {"obj": "APOGEE_ID"}
-"""Columns that allStar names otherwise than upper case alone."""
 ExportedStatus = Literal["ok", "failed", "all"]
 STATUSES: tuple[str, ...] = get_args(ExportedStatus)
 
@@ -58,59 +52,43 @@ def destination_format(destination: str | None, requested: str | None) -> str:
     return found
 
 
-def results_table(
-    records: Iterable[RunRecord], *, method: str, latest_per_observation: bool = False
-) -> Any:
+def results_table(records: Iterable[RunRecord], *, method: str) -> Any:
     """An astropy Table of run records, read once: a store's records are turned into columns
     as they come, not all held first (as RunRecords, 200,000 runs of `grid` took 0.8 GB
-    before their table was made), except with `latest_per_observation`, which holds each
-    observation's latest until every record is read. `describe` adds what the method says of
-    its columns."""
-    from astropy.table import MaskedColumn, Table
+    before their table was made). `describe` adds what the method says of its columns; a
+    table too large to hold is written a block at a time instead (`tablewriter`)."""
+    layout, gathered = TableLayout(), _Gathered()
+    for row in records:
+        layout.add(row)
+        gathered.add(row)
+    return layout.table(gathered, layout.meta(method))
 
-    from astra_cli.version import __version__  # package metadata: not at start-up
 
-    rows = _latest_per_observation(records) if latest_per_observation else records
-    identifiers, options, results = _Columns(missing=""), _Columns(), _Columns()
-    fixed: dict[str, list[Any]] = {name: [] for name in _RUN_COLUMNS}
-    lists = list(fixed.values())
-    groups: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        identifiers.add(row.identifiers)
-        options.add(row.options)
-        results.add(row.result)
-        for values, value in zip(lists, _run_values(row), strict=True):
-            values.append(value)
-        groups[row.group_key] = row.options
+def table_blocks(
+    records: Iterable[RunRecord], layout: TableLayout, meta: dict[str, Any], rows: int
+) -> Iterator[Any]:
+    """The records as tables of `rows` rows at most, each with every column of `layout` (what
+    a first reading of the same records found): a table of no rows when there are none."""
+    gathered = _Gathered()
+    for record in records:
+        gathered.add(record)
+        if gathered.rows == rows:
+            yield layout.table(gathered, meta)
+            gathered = _Gathered()
+    if gathered.rows or not layout.rows:
+        yield layout.table(gathered, meta)
 
-    option_columns = {
-        name: f"option_{name}" if name in results.values or name in _FIXED else name
-        for name in options.values
-    }
-    columns: dict[str, Any] = {}
-    for key in _ordered(list(identifiers.values), IDENTIFIER_KEYS):
-        columns[key] = identifiers.values.pop(key)
-    for name in ("input_path", "observation", "group_key"):
-        columns[name] = fixed.pop(name)
-    for name, column in option_columns.items():
-        columns[column] = _column(MaskedColumn, options.values.pop(name))
-    columns.update(fixed)
-    columns["duration_s"] = _column(MaskedColumn, fixed["duration_s"])
-    for name in list(results.values):
-        columns[name] = _column(MaskedColumn, results.values.pop(name))
 
-    rowcount = len(columns["observation"])
-    table = Table(columns) if rowcount else Table(names=list(columns) or ["observation"])
-    table["duration_s"].unit = "s"
-    table.meta.update(
-        {
-            "method": method,
-            "astra_version": __version__,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "groups": {key: groups[key] for key in sorted(groups)},
-        }
-    )
-    return table
+def latest_positions(records: Iterable[RunRecord]) -> set[int]:
+    """The positions, among `records`, of each observation's latest run (the first of runs
+    started together): what `--latest-per-observation` keeps, found without holding runs."""
+    latest: dict[str, tuple[float, int]] = {}
+    for position, row in enumerate(records):
+        started = row.started_at or 0
+        kept = latest.get(row.observation)
+        if kept is None or started > kept[0]:
+            latest[row.observation] = (started, position)
+    return {position for _, position in latest.values()}
 
 
 def describe(table: Any, descriptions: dict[str, str], units: dict[str, str]) -> None:
@@ -124,13 +102,229 @@ def describe(table: Any, descriptions: dict[str, str], units: dict[str, str]) ->
             table[name].unit = unit
 
 
+class _Kind:
+    """What one column's values are, seen one at a time: its type is the narrowest that holds
+    every value present (bool; int64, which holds no bool; float64, any number; else text,
+    where a mapping or list is the JSON the store holds), and, for text, its widest value, in
+    characters and in the ASCII bytes FITS holds (`_ascii_width`).
+
+    A number's text is measured only in a column that is text already: most columns are
+    numbers, and writing each one out made the first reading of 200,000 runs of `grid` 1.4 s
+    longer, where reading them took 4.3 s. A column that turns out text after numbers is
+    `unmeasured`: its numbers are measured in another reading (`TableLayout.measure_numbers`)."""
+
+    __slots__ = ("ascii_width", "bools", "ints", "numbers", "unmeasured", "width")
+
+    def __init__(self) -> None:
+        self.bools = self.ints = self.numbers = True
+        self.unmeasured = False
+        self.width = self.ascii_width = 0
+
+    def add(self, value: Any) -> None:
+        if value is None:
+            return
+        if type(value) is str:
+            self.bools = self.ints = self.numbers = False
+            self.measure(value)
+            return
+        if isinstance(value, bool):
+            self.ints = self.numbers = False
+        elif isinstance(value, (int, float)):
+            self.bools = False
+            self.ints = self.ints and _is_int64(value)
+        else:
+            self.bools = self.ints = self.numbers = False
+        if self.bools or self.numbers:
+            self.unmeasured = True
+        else:
+            self.measure(option_text(value))
+
+    def measure(self, text: str) -> None:
+        if len(text) > self.width:
+            self.width = len(text)
+        if len(text) > self.ascii_width or not text.isascii():
+            self.ascii_width = max(self.ascii_width, _ascii_width(text))
+
+    @property
+    def dtype(self) -> str:
+        if self.bools:
+            return "bool"
+        if self.ints:
+            return "int64"
+        return "float64" if self.numbers else "str"
+
+    @property
+    def needs_measuring(self) -> bool:
+        """Text, with numbers not yet measured."""
+        return self.unmeasured and self.dtype == "str"
+
+    def text_dtype(self) -> Any:
+        """numpy's type for the column's text: as wide as its widest value (numpy's own
+        choice for the whole column, whatever part of it a block holds); numpy's choice for
+        the values at hand, while numbers are not measured (all of them are at hand then:
+        `results_table`)."""
+        return str if self.unmeasured else f"U{max(1, self.width)}"
+
+
+def _ascii_width(text: str) -> int:
+    """The bytes `text` takes in FITS: ASCII, with a backslash escape for anything else."""
+    return len(text) if text.isascii() else len(text.encode("ascii", "backslashreplace"))
+
+
+class TableLayout:
+    """A table's columns, in order, and what each holds, from one reading of the records.
+    `results_table` reads them once, making the columns as it goes; a table written a block
+    at a time reads them twice, first here, so that every block has the columns of the whole
+    table, with the same types and widths, and the file is as one table would make it."""
+
+    def __init__(self) -> None:
+        self.identifiers: dict[str, _Kind] = {}
+        self.options: dict[str, _Kind] = {}
+        self.results: dict[str, _Kind] = {}
+        self.run = {name: _Kind() for name in _RUN_COLUMNS}
+        self.groups: dict[str, dict[str, Any]] = {}
+        self.rows = 0
+
+    def add(self, record: RunRecord) -> None:
+        # A group's runs have its options: seen once, they change nothing when seen again.
+        same_options = self.groups.get(record.group_key) == record.options
+        for kinds, mapping in (
+            (self.identifiers, record.identifiers),
+            (self.options, None if same_options else record.options),
+            (self.results, record.result),
+        ):
+            for name, value in (mapping or {}).items():
+                kind = kinds.get(name)
+                if kind is None:
+                    kind = kinds[name] = _Kind()
+                kind.add(value)
+        for kind, value in zip(self.run.values(), _run_values(record), strict=True):
+            kind.add(value)
+        self.groups[record.group_key] = record.options
+        self.rows += 1
+
+    def measure_numbers(self, records: Iterable[RunRecord]) -> None:
+        """Measure, in another reading of the same records, the numbers of the columns that
+        turned out text after numbers (`_Kind`); nothing to do, and nothing read, without
+        such a column."""
+        sections = [
+            (lambda record: record.identifiers, self.identifiers),
+            (lambda record: record.options, self.options),
+            (lambda record: record.result, self.results),
+        ]
+        found = [
+            (mapping, {name: kind for name, kind in kinds.items() if kind.needs_measuring})
+            for mapping, kinds in sections
+        ]
+        found = [(mapping, kinds) for mapping, kinds in found if kinds]
+        run = {index: kind for index, kind in enumerate(self.run.values()) if kind.needs_measuring}
+        if not (found or run):
+            return
+        for record in records:
+            for mapping, kinds in found:
+                values = mapping(record) or {}
+                for name, kind in kinds.items():
+                    value = values.get(name)
+                    if isinstance(value, (int, float)):
+                        kind.measure(option_text(value))
+            if run:
+                values = _run_values(record)
+                for index, kind in run.items():
+                    if isinstance(values[index], (int, float)):
+                        kind.measure(option_text(values[index]))
+        for _, kinds in found:
+            for kind in kinds.values():
+                kind.unmeasured = False
+        for kind in run.values():
+            kind.unmeasured = False
+
+    def meta(self, method: str) -> dict[str, Any]:
+        """The table's metadata: the method, astra's version, when, and every group's options."""
+        from astra_cli.version import __version__  # package metadata: not at start-up
+
+        return {
+            "method": method,
+            "astra_version": __version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "groups": {key: self.groups[key] for key in sorted(self.groups)},
+        }
+
+    def option_columns(self) -> dict[str, str]:
+        """Each option's column: its name, or `option_NAME` where a result or a run's own
+        column has that name."""
+        return {
+            name: f"option_{name}" if name in self.results or name in _FIXED else name
+            for name in self.options
+        }
+
+    def ascii_widths(self) -> dict[str, int]:
+        """The bytes each text column's widest value takes in FITS, by column name."""
+        kinds = {
+            **{name: kind for name, kind in self.identifiers.items()},
+            **{column: self.options[name] for name, column in self.option_columns().items()},
+            **self.run,
+            **self.results,
+        }
+        return {name: max(1, kind.ascii_width) for name, kind in kinds.items()}
+
+    def table(self, gathered: _Gathered, meta: dict[str, Any]) -> Any:
+        """The table of the records `gathered` holds (all of them, or a block), with this
+        layout's columns."""
+        from astropy.table import Column, MaskedColumn, Table
+
+        rows = gathered.rows
+
+        def text(values: list[Any] | None, kind: _Kind) -> Any:
+            shown = [""] * rows if values is None else ["" if v is None else v for v in values]
+            return Column(shown, dtype=kind.text_dtype())
+
+        def typed(values: list[Any] | None, kind: _Kind) -> Any:
+            return _column(MaskedColumn, [None] * rows if values is None else values, kind)
+
+        run = gathered.run
+        columns: dict[str, Any] = {}
+        for key in _ordered(list(self.identifiers), IDENTIFIER_KEYS):
+            columns[key] = text(gathered.identifiers.values.get(key), self.identifiers[key])
+        for name in _RUN_COLUMNS[:3]:  # input_path, observation, group_key
+            columns[name] = text(run[name], self.run[name])
+        for name, column in self.option_columns().items():
+            columns[column] = typed(gathered.options.values.get(name), self.options[name])
+        for name in _RUN_COLUMNS[3:]:
+            make = typed if name == "duration_s" else text
+            columns[name] = make(run[name], self.run[name])
+        for name, kind in self.results.items():
+            columns[name] = typed(gathered.results.values.get(name), kind)
+
+        table = Table(columns) if self.rows else Table(names=list(columns) or ["observation"])
+        table["duration_s"].unit = "s"
+        table.meta.update(meta)
+        return table
+
+
+class _Gathered:
+    """The values of some records (a block, or all), column by column, as they come."""
+
+    def __init__(self) -> None:
+        self.identifiers, self.options, self.results = _Columns(), _Columns(), _Columns()
+        self.run: dict[str, list[Any]] = {name: [] for name in _RUN_COLUMNS}
+        self._lists = list(self.run.values())
+        self.rows = 0
+
+    def add(self, record: RunRecord) -> None:
+        self.identifiers.add(record.identifiers)
+        self.options.add(record.options)
+        self.results.add(record.result)
+        for values, value in zip(self._lists, _run_values(record), strict=True):
+            values.append(value)
+        self.rows += 1
+
+
 class _Columns:
     """The values of the columns one mapping of each record gives (its identifiers, options
     or results), by name in the order first seen, one per record; records without a name
-    have `missing` there."""
+    have None there."""
 
-    def __init__(self, missing: Any = None) -> None:
-        self.missing = missing
+    def __init__(self) -> None:
         self.values: dict[str, list[Any]] = {}
         self._records = 0
 
@@ -138,10 +332,10 @@ class _Columns:
         """The next record's mapping (None: it has none)."""
         mapping = mapping or {}
         for name, values in self.values.items():
-            values.append(mapping.get(name, self.missing))
+            values.append(mapping.get(name))
         for name, value in mapping.items():
             if name not in self.values:
-                self.values[name] = [self.missing] * self._records + [value]
+                self.values[name] = [None] * self._records + [value]
         self._records += 1
 
 
@@ -164,127 +358,20 @@ _FIXED = {*_RUN_COLUMNS, *IDENTIFIER_KEYS}
 """Names an option's column may not take (it is then `option_NAME`)."""
 
 
-def write_table(table: Any, destination: str, file_format: str) -> list[str]:
-    """Write to a file, or to standard output when `destination` is '-'; what the reader of
-    the file should be told (text that FITS could not hold as it was)."""
-    if file_format not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {file_format!r}")
-    if file_format == "fits":
-        return _write_fits(table, destination)
-    if file_format == "parquet":
-        _check_parquet(destination)
-    if file_format in ("csv", "tsv", "votable"):
-        table = table.copy(copy_data=False)
-        table.meta.clear()  # no place for nested metadata in these
-    astropy_format = _ASTROPY_FORMATS[file_format]
-    if destination == "-":
-        import sys
-
-        table.write(sys.stdout, format=astropy_format)
-        return []
-    table.write(destination, format=astropy_format, overwrite=True)
-    return []
-
-
-def _check_parquet(destination: str) -> None:
-    if destination == "-":
-        raise UsageError("--format parquet cannot go to standard output: give --out FILE")
-    import importlib.util
-
-    if importlib.util.find_spec("pyarrow") is None:
-        raise UsageError("writing Parquet needs pyarrow: pip install pyarrow")
-
-
-def _write_fits(table: Any, destination: str) -> list[str]:
-    from astropy.io import fits
-
-    renamed, escaped = _upper_case(table)
-    hdu = fits.table_to_hdu(renamed)
-    hdu.name = "RESULTS"
-    for index, column in enumerate(table.itercols(), 1):
-        if column.description:
-            hdu.header[f"TCOMM{index}"] = column.description[:68]
-            if len(column.description) > 68:  # a card's limit: the whole text as comments
-                hdu.header.add_comment(f"{column.name.upper()}: {column.description}")
-    primary = fits.PrimaryHDU()
-    header = primary.header
-    header["ASTRAVER"] = (table.meta["astra_version"], "astra version that wrote this table")
-    header["METHOD"] = table.meta["method"]
-    header["CREATED"] = table.meta["created"]
-    header["NGROUPS"] = (len(table.meta["groups"]), "groups (option sets) in the table")
-    for key, options in table.meta["groups"].items():
-        header.add_history(f"group {key}: {json.dumps(options, sort_keys=True)}")
-    hdus = fits.HDUList([primary, hdu])
-    if destination == "-":
-        import sys
-
-        hdus.writeto(sys.stdout.buffer)
-    else:
-        hdus.writeto(destination, overwrite=True)
-    if not escaped:
-        return []
-    columns = ", ".join(f"{name} ({count})" for name, count in escaped.items())
-    return [
-        f"FITS holds text as ASCII: values with other characters are written with backslash "
-        f"escapes (ö as \\xf6), in {columns}; the other formats keep every character"
-    ]
-
-
-def _upper_case(table: Any) -> tuple[Any, dict[str, int]]:
-    """Column names as allStar has them: upper case, `obj` as APOGEE_ID; text as the ASCII
-    bytes FITS holds, and how many values of each column needed escapes for that.
-
-    Encoded here, not by astropy: astropy copies a table whole, twice, on its way to FITS, and
-    numpy's text takes four bytes a character (for a table of 200,000 runs of `grid`, the
-    memory the conversion takes beyond the table's own fell by about two fifths, for the
-    same file); and astropy stops at the first character beyond ASCII (a path with an
-    accent), where no table was written at all."""
+def _column(column_class: Any, values: Sequence[Any], kind: _Kind) -> Any:
+    """A column of `kind`'s type with masked gaps. A dict or list (the upstream runs an
+    option names) is written as the store holds it, JSON, which every reader parses, rather
+    than as Python prints it."""
     import numpy as np
 
-    renamed = table.copy(copy_data=False)
-    renamed.meta.clear()  # the header says it, in FITS keywords
-    escaped: dict[str, int] = {}
-    for name in renamed.colnames:
-        column = renamed[name]
-        if column.dtype.kind != "U":
-            continue
-        text = np.asarray(column)
-        try:
-            data = np.char.encode(text, "ascii")
-        except UnicodeEncodeError:
-            data = np.char.encode(text, "ascii", "backslashreplace")
-            escaped[name] = int(np.count_nonzero(np.char.str_len(data) != np.char.str_len(text)))
-        mask = getattr(column, "mask", None)
-        renamed[name] = column.copy(data=data if mask is None else np.ma.array(data, mask=mask))
-    names = [_FITS_NAMES.get(name, name.upper()) for name in renamed.colnames]
-    if len(set(names)) == len(names):
-        escaped = {_FITS_NAMES.get(name, name.upper()): n for name, n in escaped.items()}
-        renamed.rename_columns(renamed.colnames, names)
-    return renamed, escaped
-
-
-def _column(column_class: Any, values: Sequence[Any]) -> Any:
-    """A typed column with masked gaps: bool, int64, float64 or str by what the values are. A
-    dict or list (the upstream runs an option names) is written as the store holds it, JSON,
-    which every reader parses, rather than as Python prints it."""
-    import numpy as np
-
-    present = [value for value in values if value is not None]
-    dtype: Any
-    fill: Any
-    if all(isinstance(value, bool) for value in present):
-        dtype, fill = bool, False
-    elif all(_is_int64(value) for value in present):
-        dtype, fill = np.int64, 0
-    elif all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in present):
-        dtype, fill = np.float64, np.nan
-    else:
-        return column_class(
-            ["" if value is None else option_text(value) for value in values],
-            mask=[value is None for value in values],
-        )
+    mask = [value is None for value in values]
+    dtype = kind.dtype
+    if dtype == "str":
+        shown = ["" if value is None else option_text(value) for value in values]
+        return column_class(shown, mask=mask, dtype=kind.text_dtype())
+    fill = {"bool": False, "int64": 0, "float64": np.nan}[dtype]
     data = np.array([fill if value is None else value for value in values], dtype=dtype)
-    return column_class(data, mask=[value is None for value in values])
+    return column_class(data, mask=mask)
 
 
 def _is_int64(value: Any) -> bool:
@@ -302,16 +389,6 @@ def _iso(timestamp: float | None) -> str:
 def _ordered(names: Sequence[str], preferred: Sequence[str]) -> list[str]:
     first = [name for name in preferred if name in names]
     return first + [name for name in names if name not in first]
-
-
-def _latest_per_observation(rows: Iterable[RunRecord]) -> list[RunRecord]:
-    """Each observation's latest run: one record per observation held, not every one."""
-    latest: dict[str, RunRecord] = {}
-    for row in rows:
-        kept = latest.get(row.observation)
-        if kept is None or (row.started_at or 0) > (kept.started_at or 0):
-            latest[row.observation] = row
-    return list(latest.values())
 
 
 def default_destination(method: str, file_format: str, output_dir: str | os.PathLike[str]) -> Path:

@@ -269,6 +269,16 @@ class ResultsStore:
         concurrent writer waits for the busy timeout instead of failing half-way."""
         return _Transaction(self._connection)
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every query in it sees the store as the first one did,
+        whatever another invocation writes meanwhile (an export reads the runs twice)."""
+        self._connection.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._connection.execute("COMMIT")
+
     def stored_runs(self, group_keys: Sequence[str]) -> dict[str, dict[str, StoredRun]]:
         """{group_key: {observation: StoredRun}} for every stored run of these groups, in one
         query."""
