@@ -25,7 +25,7 @@ from astra_cli.io.export import (
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR, ResultsStore
 from astra_cli.methods.base import Method
 from astra_cli.methods.registry import load_method
-from astra_cli.vocabulary import RunRecord
+from astra_cli.vocabulary import RunRecord, StageProgress
 
 STATUSES = ("ok", "failed", "all")
 
@@ -47,7 +47,7 @@ def results(
     """
     with ResultsStore(output_dir, read_only=True) as store, store.snapshot():
         selected = _selection(store, method, status, group, unflagged, latest_per_observation)
-        table = results_table(selected(), method=method)
+        table = results_table(selected("reading the runs"), method=method)
         damaged = list(dict.fromkeys(store.damaged))
     descriptions, units = _column_notes(method, table.meta["groups"].values())
     describe(table, descriptions, units)
@@ -66,11 +66,13 @@ def export_results(
     group: str | None = None,
     unflagged: bool = False,
     latest_per_observation: bool = False,
+    progress: StageProgress | None = None,
 ) -> Exported:
     """Write the table `results` gives to `destination` ('-': standard output), in memory
     that does not grow with the store: the runs are read twice, in one snapshot of the
     store, first for the table's columns (`TableLayout`), then to be written a block of
-    rows at a time (`tablewriter`). Runs that fit in one block are read once, and held."""
+    rows at a time (`tablewriter`). Runs that fit in one block are read once, and held.
+    `progress` hears how many of the runs each reading has read."""
     from astra_cli.io.tablewriter import BLOCK_ROWS, table_output
 
     with (
@@ -78,17 +80,19 @@ def export_results(
         store.snapshot(),
         table_output(destination, file_format) as output,
     ):
-        selected = _selection(store, method, status, group, unflagged, latest_per_observation)
+        selected = _selection(
+            store, method, status, group, unflagged, latest_per_observation, progress
+        )
         layout = TableLayout()
         kept: list[RunRecord] | None = []
-        for record in selected():
+        for record in selected("reading the runs"):
             layout.add(record)
             if kept is not None:
                 kept.append(record)
                 if len(kept) > BLOCK_ROWS:  # more than a block: read again rather than hold
                     kept = None
-        again = selected if kept is None else kept.__iter__
-        layout.measure_numbers(again())
+        again = selected if kept is None else lambda _: iter(kept)
+        layout.measure_numbers(again("measuring text columns"))
         damaged = list(dict.fromkeys(store.damaged))
         descriptions, units = _column_notes(method, layout.groups.values())
         meta = layout.meta(method)
@@ -98,7 +102,7 @@ def export_results(
                 describe(block, descriptions, units)
                 yield block
 
-        blocks = table_blocks(again(), layout, meta, BLOCK_ROWS)
+        blocks = table_blocks(again(f"writing {destination}"), layout, meta, BLOCK_ROWS)
         notes = output.write(
             described(blocks), rows=layout.rows, ascii_widths=layout.ascii_widths()
         )
@@ -123,9 +127,11 @@ def _selection(
     group: str | None,
     unflagged: bool,
     latest_per_observation: bool,
-) -> Callable[[], Iterator[RunRecord]]:
+    progress: StageProgress | None = None,
+) -> Callable[[str], Iterator[RunRecord]]:
     """The runs asked for, as a function that reads them from the store each time it is
-    called (in a snapshot, the same runs each time)."""
+    called (in a snapshot, the same runs each time), telling `progress` how many of the
+    store's runs it read, as the stage it is called for."""
     if status not in STATUSES:
         raise UsageError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
     stored = store.methods()
@@ -139,19 +145,41 @@ def _selection(
             f"{method} has no group {group!r} in {store.path}{did_you_mean(group, groups)}; "
             f"its groups: {', '.join(groups)} (see astra status)"
         )
+    wanted = None if status == "all" else status
+    total = store.count(method, wanted, group) if progress is not None else 0
 
-    def read() -> Iterator[RunRecord]:
-        records = store.records(method, None if status == "all" else status, group)
+    def read(stage: str) -> Iterator[RunRecord]:
+        records = store.records(method, wanted, group)
+        if progress is not None:
+            records = _counted(records, stage, total, progress)
         return unflagged_only(method, records) if unflagged else records
 
     if not latest_per_observation:
         return read
-    kept = latest_positions(read())
+    kept = latest_positions(read("finding each observation's latest run"))
 
-    def latest() -> Iterator[RunRecord]:
-        return (record for position, record in enumerate(read()) if position in kept)
+    def latest(stage: str) -> Iterator[RunRecord]:
+        return (record for position, record in enumerate(read(stage)) if position in kept)
 
     return latest
+
+
+def _counted(
+    records: Iterable[RunRecord], stage: str, total: int, progress: StageProgress
+) -> Iterator[RunRecord]:
+    """The records, telling `progress` every PROGRESS_EVERY of them and at the end."""
+    done = 0
+    progress(stage, done, total)
+    for record in records:
+        yield record
+        done += 1
+        if done % PROGRESS_EVERY == 0:
+            progress(stage, done, total)
+    progress(stage, done, total)
+
+
+PROGRESS_EVERY = 2_000
+"""Runs read between two reports of an export's progress: a tenth of a second or less."""
 
 
 def unflagged_only(method: str, records: Iterable[RunRecord]) -> Iterator[RunRecord]:

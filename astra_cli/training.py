@@ -4,7 +4,7 @@ spectra, fit, save. The Cannon is the one model trained here (`astra train canno
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +14,9 @@ from astra_cli.errors import UsageError
 from astra_cli.io.identifiers import IdentifierResolver
 from astra_cli.methods.base import Param
 from astra_cli.science.cannon import CannonModel
+from astra_cli.vocabulary import StageProgress
 
 MIN_TRAINING_SPECTRA = 20
-
-StageProgress = Callable[[str, int, int], None]
-"""`(stage, done, total)`: what training is doing (`reading 300 spectra`) and how far it got,
-for a display; called as each step of a stage ends, and with 0 done as a stage begins."""
 
 
 def _silent(stage: str, done: int, total: int) -> None:

@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from astra_cli.exit_codes import ExitCode
+
+StageProgress = Callable[[str, int, int], None]
+"""`(stage, done, total)`: what long work is doing (training's `reading 300 spectra`, an
+export's `reading the runs`) and how far it got, for a display; called as it goes, and as a
+stage ends."""
 
 MAX_LISTED_FAILURES = 20
 

@@ -19,6 +19,7 @@ import astra_cli
 from astra_cli.cli.app import app
 from astra_cli.io import tablewriter
 from astra_cli.io.store import ResultsStore
+from astra_cli.tables import export_results
 from astra_cli.vocabulary import RunRecord
 
 runner = CliRunner()
@@ -156,3 +157,20 @@ def test_an_out_file_that_cannot_be_made_is_refused(varied_store, tmp_path):
     )
     assert result.exit_code == 2
     assert f"--out {target}: cannot write there: No such file or directory" in result.stderr
+
+
+def test_an_export_tells_how_far_each_reading_of_the_store_got(varied_store, tmp_path, monkeypatch):
+    monkeypatch.setattr(tablewriter, "BLOCK_ROWS", 7)
+    heard: dict[str, list[tuple[int, int]]] = {}
+    target = tmp_path / "m.fits"
+
+    exported = export_results(
+        "m", varied_store, str(target), "fits", status="all",
+        progress=lambda stage, done, total: heard.setdefault(stage, []).append((done, total)),
+    )  # fmt: skip
+
+    assert exported.rows == RUNS and len(Table.read(target)) == RUNS
+    # The table's columns, then a text column that held numbers (`mixed`), then the rows.
+    assert list(heard) == ["reading the runs", "measuring text columns", f"writing {target}"]
+    for reports in heard.values():
+        assert reports[0] == (0, RUNS) and reports[-1] == (RUNS, RUNS)

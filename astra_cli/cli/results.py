@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +16,7 @@ from astra_cli.cli.options import MethodToExport, StoreDir, Verbose
 from astra_cli.exit_codes import ExitCode
 from astra_cli.io.export import ExportedStatus, ExportFormat
 from astra_cli.io.store import DEFAULT_OUTPUT_DIR
+from astra_cli.vocabulary import StageProgress
 
 
 def results_command(
@@ -74,7 +78,7 @@ def results_command(
     from astra_cli.io.export import default_destination, destination_format
     from astra_cli.tables import export_results
 
-    with reported_errors(verbose):
+    with reported_errors(verbose), _progress() as progress:
         chosen = destination_format(out, file_format)
         destination = out or str(default_destination(method, chosen, output_dir))
         exported = export_results(
@@ -86,6 +90,7 @@ def results_command(
             group=group,
             unflagged=unflagged,
             latest_per_observation=latest,
+            progress=progress,
         )
     for note in exported.notes:
         notice(note)
@@ -98,3 +103,16 @@ def results_command(
             f"(a damaged store?): {shown}"
         )
         raise typer.Exit(ExitCode.RUNS_FAILED)
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[StageProgress | None]:
+    """A transient bar on a terminal, for a store of a million runs; nothing in a pipe or a
+    log (a cron job's export says only what it wrote)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from astra_cli.cli.stages import StageBar
+
+    with StageBar(stderr_console(), transient=True) as bar:
+        yield bar

@@ -1,9 +1,10 @@
 """Progress of work done in stages (`astra train cannon`: reading spectra, normalising,
-fitting pixels): on a terminal a bar for the stage in hand and a line for each stage done; in
-a log or a pipe, a timestamped line as each stage begins. Always on stderr.
+fitting pixels; `astra results`: reading the runs, writing the table): on a terminal a bar for
+the stage in hand and a line for each stage done; in a log or a pipe, a timestamped line as
+each stage begins. Always on stderr.
 
-The science reports `(stage, done, total)` through a plain callable
-(`training.StageProgress`); only this module knows rich.
+The work reports `(stage, done, total)` through a plain callable (`vocabulary.StageProgress`);
+only this module knows rich.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from astra_cli.cli.tally import clock_time
 
 
 class StageBar:
-    """A transient bar on a terminal; each stage left behind as a line with its time."""
+    """A transient bar on a terminal; each stage left behind as a line with its time, unless
+    `transient` (an export, most often over in a second, leaves nothing but its result)."""
 
-    def __init__(self, console: Any) -> None:
+    def __init__(self, console: Any, *, transient: bool = False) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -40,6 +42,7 @@ class StageBar:
         self._task: Any = None
         self._stage = ""
         self._began = 0.0
+        self._transient = transient
 
     def __enter__(self) -> StageBar:
         self._bar.start()
@@ -64,8 +67,9 @@ class StageBar:
 
     def _stage_done(self) -> None:
         if self._stage:
-            took = clock_time(time.monotonic() - self._began)
-            self._bar.console.print(f"{self._stage}: done in {took}", markup=False)
+            if not self._transient:
+                took = clock_time(time.monotonic() - self._began)
+                self._bar.console.print(f"{self._stage}: done in {took}", markup=False)
             self._bar.remove_task(self._task)
             self._stage = ""
 
