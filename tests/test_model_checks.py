@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 
-from conftest import ROOT
+from astropy.io import fits
+from conftest import ROOT, astra_subprocess
 from test_startup import heavy, imported_modules
 from typer.testing import CliRunner
 
@@ -76,3 +77,26 @@ def test_a_store_not_yet_set_up_is_no_reason_to_stop(demo_files, tmp_path):
     (out / "astra.sqlite").touch()
     analysed = analyse(demo_files.grid_fits, demo_files, out)
     assert analysed.exit_code == 0, analysed.output
+
+
+def test_a_damaged_model_is_refused_in_one_line_whatever_the_workers_met(demo_files, tmp_path):
+    """The workers started beside the checks load the model too, and astropy warns of a
+    damaged FITS file as it reads it: with two workers, its warnings came twice before
+    astra's own refusal of the file."""
+    data = demo_files.cannon_model.read_bytes()
+    with fits.open(demo_files.cannon_model) as hdus:
+        second, third = hdus.fileinfo(2)["datLoc"], hdus.fileinfo(3)["hdrLoc"]
+    model = tmp_path / "cut.fits"
+    model.write_bytes(data[: second + 50])  # inside HDU2's data
+    paths = sorted(str(path) for path in demo_files.data_root.rglob("apStar-*.fits"))[:4]
+
+    refused = astra_subprocess(
+        "analyse", "cannon", "--model", str(model), *paths, "-o", str(tmp_path / "out"),
+        "--jobs", "2",
+    )  # fmt: skip
+
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [
+        f"astra: error: Cannon model {model} is truncated: HDU2 needs "
+        f"{third:,} bytes, the file has {second + 50:,}"
+    ]

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 import traceback
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -293,12 +294,16 @@ def prime(
     `engine.warmstart`).
 
     Trouble is left for the chunks to meet and report: a model that cannot be loaded is cached
-    as such (as a chunk would have), and anything else is the chunk's to run into.
+    as such (as a chunk would have), and anything else is the chunk's to run into. So are
+    warnings: astropy's about a damaged FITS grid, printed from every worker, came before the
+    invoking process's own one-line refusal of the same file.
     """
     try:
-        method = resolve_method(method_name, method_path)(**options)
-        _check_model_files(method, model_files_state)
-        loaded = _model_for(group_key, method, None)[1]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            method = resolve_method(method_name, method_path)(**options)
+            _check_model_files(method, model_files_state)
+            loaded = _model_for(group_key, method, None)[1]
     except Exception:
         loaded = False
     return Primed(loaded)
@@ -307,11 +312,13 @@ def prime(
 def make_checks(checks: Sequence[WorkerCheck]) -> Primed:
     """Make the request's checks given (`WorkerCheck`) in this worker (see
     `engine.warmstart`). A check that does not pass is made again by the invoking process,
-    which says why in its own words."""
+    which says why in its own words (and nothing here: not astropy's warnings either)."""
     passed = []
     for key, checked_method, path, check_options in checks:
         try:
-            resolve_method(checked_method, path)(**check_options).validate()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                resolve_method(checked_method, path)(**check_options).validate()
         except Exception:
             continue
         passed.append(key)
