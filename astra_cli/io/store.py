@@ -277,7 +277,10 @@ class ResultsStore:
         try:
             yield
         finally:
-            self._connection.execute("COMMIT")
+            # Nothing was written: ending the transaction cannot lose anything, and a store
+            # that fails here must not hide what failed inside it.
+            with contextlib.suppress(sqlite3.Error):
+                self._connection.execute("COMMIT")
 
     def stored_runs(self, group_keys: Sequence[str]) -> dict[str, dict[str, StoredRun]]:
         """{group_key: {observation: StoredRun}} for every stored run of these groups, in one
