@@ -4,10 +4,17 @@ there as it was, and no part of a new one."""
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import resource
 import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,7 +24,9 @@ from typer.testing import CliRunner
 
 import astra_cli
 from astra_cli.cli.app import app
+from astra_cli.exit_codes import ExitCode
 from astra_cli.io import tablewriter
+from astra_cli.io.export import StoreChanged, TableLayout, table_blocks
 from astra_cli.io.store import ResultsStore
 from astra_cli.tables import export_results
 from astra_cli.vocabulary import RunRecord
@@ -174,3 +183,87 @@ def test_an_export_tells_how_far_each_reading_of_the_store_got(varied_store, tmp
     assert list(heard) == ["reading the runs", "measuring text columns", f"writing {target}"]
     for reports in heard.values():
         assert reports[0] == (0, RUNS) and reports[-1] == (RUNS, RUNS)
+
+
+def test_a_link_is_followed_and_a_fifo_written_in_place(varied_store, tmp_path):
+    """Only a regular file is replaced by the new table: a link keeps pointing at the table,
+    and a FIFO (or /dev/null, or a shell's `>(...)`) is written to, as before."""
+    target = tmp_path / "tables" / "m.csv"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    target.chmod(0o640)
+    link = tmp_path / "latest.csv"
+    link.symlink_to(target)
+    assert export_and_say(varied_store, link).exit_code == 0
+    assert link.is_symlink() and len(Table.read(target, format="ascii.csv")) == RUNS - 7
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640, "the table keeps its file's mode"
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    written = export_and_say(varied_store, fifo)
+    reader.join(timeout=60)
+    assert written.exit_code == 0, written.output
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert received and received[0] == target.read_bytes()
+
+
+def export_and_say(store, target):
+    return runner.invoke(
+        app, ["results", "m", "--format", "csv", "-o", str(target), "--output-dir", str(store)]
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write a read-only file")
+def test_a_read_only_table_is_not_replaced(varied_store, tmp_path):
+    target = tmp_path / "m.csv"
+    target.write_text("kept\n")
+    target.chmod(0o444)
+    result = export_and_say(varied_store, target)
+    assert result.exit_code == 2 and f"--out {target}: the file is read-only" in result.stderr
+    assert target.read_text() == "kept\n"
+
+
+def test_an_export_stopped_by_sigterm_leaves_the_table_there_and_no_part_of_a_new_one(
+    tmp_path,
+):
+    store = tmp_path / "store"
+    rng = random.Random(5)
+    with ResultsStore(store) as writer:
+        writer.write(
+            [replace(varied_run(index % RUNS, rng), observation=f"o{index}") for index in
+             range(20_000)]
+        )  # fmt: skip
+    target = tmp_path / "m.fits"
+    target.write_bytes(b"the table of yesterday")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "astra_cli", "results", "m", "-o", str(target),
+         "--output-dir", str(store)],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("*.partial")) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the table's file is made first, then the store is read
+    process.send_signal(signal.SIGTERM)
+    stderr = process.communicate(timeout=60)[1]
+
+    assert process.returncode == ExitCode.TERMINATED, stderr
+    assert stderr.strip() == "astra: error: stopped by SIGTERM"
+    assert target.read_bytes() == b"the table of yesterday"
+    assert sorted(tmp_path.iterdir()) == [target, store]
+
+
+def test_rows_that_do_not_fit_the_columns_read_first_are_refused(varied_store):
+    """Were the store to change between the two readings (where it cannot be read in one
+    snapshot), a longer text would be cut short to the width read first: refused instead."""
+    with ResultsStore(varied_store, read_only=True) as store:
+        records = list(store.records("m"))
+    layout = TableLayout()
+    for record in records:
+        layout.add(record)
+    longer = replace(records[0], input_path=records[0].input_path + "/and/more")
+
+    with pytest.raises(StoreChanged, match="the store changed while its runs were read"):
+        list(table_blocks([longer], layout, layout.meta("m"), 10))

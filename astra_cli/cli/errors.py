@@ -47,8 +47,12 @@ def reported_errors(verbose: bool, *, json_document: bool = False) -> Iterator[N
         if verbose:
             stderr_console().print(traceback.format_exc(), markup=False)
         exit_with_error(str(failure), failure.exit_code, json_document=json_document)
-    except KeyboardInterrupt:
-        exit_with_error("interrupted", ExitCode.INTERRUPTED, json_document=json_document)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM or SIGHUP (`Terminated`)
+        from astra_cli.engine.stopping import exit_code_of
+
+        name = getattr(interrupt, "signal_name", None)
+        said = "interrupted" if name is None else f"stopped by {name}"
+        exit_with_error(said, exit_code_of(interrupt), json_document=json_document)
     except BrokenPipeError:
         # The reader went away (`astra results ... | head -1`): stop quietly, as Unix tools
         # do, and let nothing more be flushed to the closed pipe at exit.

@@ -75,10 +75,11 @@ def results_command(
     result column. FITS tables have upper-case column names like allStar, and a header recording
     the astra version and every group's options.
     """
+    from astra_cli.engine.stopping import sigterm_interrupts
     from astra_cli.io.export import default_destination, destination_format
     from astra_cli.tables import export_results
 
-    with reported_errors(verbose), _progress() as progress:
+    with reported_errors(verbose), sigterm_interrupts(), _progress() as progress:
         chosen = destination_format(out, file_format)
         destination = out or str(default_destination(method, chosen, output_dir))
         exported = export_results(

@@ -16,7 +16,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from types import FrameType
 
 from astra_cli.engine.backends import Backend, in_use, processes_started
 from astra_cli.engine.journal import JournalArea, JournalWatcher
@@ -25,6 +24,7 @@ from astra_cli.engine.locks import GroupLocks
 from astra_cli.engine.planner import Chunk, Group, Plan, classify
 from astra_cli.engine.pool import ChunkTasks, execute
 from astra_cli.engine.progress import Progress, SilentProgress, watch_chunks
+from astra_cli.engine.stopping import STOPPING_SIGNALS, Terminated, sigterm_interrupts
 from astra_cli.engine.upstream import inputs_for
 from astra_cli.engine.worker import ChunkResult, ChunkTask, WorkItem
 from astra_cli.errors import AstraError
@@ -39,14 +39,6 @@ from astra_cli.vocabulary import (
     RunRecord,
     Summary,
 )
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, delivered like Ctrl-C so that the same code keeps what finished."""
-
-    def __init__(self, signal_name: str) -> None:
-        super().__init__(signal_name)
-        self.signal_name = signal_name
 
 
 class StoreWriteError(AstraError):
@@ -111,7 +103,7 @@ def _execute_plan(
     watch_chunks(progress, JournalWatcher(journals.directory))
     remaining = [group for group in plan.groups if group.observations]
     try:
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             while remaining:
                 ready = [group for group in remaining if locks.acquire(group.key)]
                 locked = [group for group in remaining if group not in ready]
@@ -220,32 +212,6 @@ def _waiting(locked: Sequence[Group], locks: GroupLocks) -> str:
         f"waiting for {len(locked)} group(s) locked by another invocation "
         f"({locks.holder(locked[0].key)})"
     )
-
-
-STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-"""What stops an invocation like Ctrl-C: a scheduler's or an administrator's SIGTERM, and the
-SIGHUP of a terminal (or ssh session) that went away."""
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """While running, SIGTERM and SIGHUP interrupt like Ctrl-C (only the main thread can set
-    handlers)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise Terminated(signal.Signals(signum).name)
-
-    # A signal the caller ignores stays ignored: `nohup astra ...` must survive its logout.
-    handled = [n for n in STOPPING_SIGNALS if signal.getsignal(n) is not signal.SIG_IGN]
-    previous = {number: signal.signal(number, interrupt) for number in handled}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from astra_cli.errors import UsageError
+from astra_cli.errors import AstraError, UsageError
 from astra_cli.io.formats import extensions_of
 from astra_cli.io.formats import format_of as format_of_name
 from astra_cli.io.identifiers import IDENTIFIER_KEYS
@@ -139,6 +139,13 @@ class _Kind:
         else:
             self.measure(option_text(value))
 
+    def add_text(self, value: Any) -> None:
+        """A value of a column that is text whatever it holds: an identifier, a path, a key."""
+        if value is None:
+            return
+        self.bools = self.ints = self.numbers = False
+        self.measure(value if type(value) is str else option_text(value))
+
     def measure(self, text: str) -> None:
         if len(text) > self.width:
             self.width = len(text)
@@ -187,9 +194,14 @@ class TableLayout:
 
     def add(self, record: RunRecord) -> None:
         # A group's runs have its options: seen once, they change nothing when seen again.
-        same_options = self.groups.get(record.group_key) == record.options
+        seen = self.groups.get(record.group_key)
+        same_options = seen is not None and _same_json(seen, record.options)
+        for name, value in (record.identifiers or {}).items():
+            kind = self.identifiers.get(name)
+            if kind is None:
+                kind = self.identifiers[name] = _Kind()
+            kind.add_text(value)
         for kinds, mapping in (
-            (self.identifiers, record.identifiers),
             (self.options, None if same_options else record.options),
             (self.results, record.result),
         ):
@@ -198,8 +210,11 @@ class TableLayout:
                 if kind is None:
                     kind = kinds[name] = _Kind()
                 kind.add(value)
-        for kind, value in zip(self.run.values(), _run_values(record), strict=True):
-            kind.add(value)
+        for (name, kind), value in zip(self.run.items(), _run_values(record), strict=True):
+            if name == "duration_s":
+                kind.add(value)
+            else:
+                kind.add_text(value)
         self.groups[record.group_key] = record.options
         self.rows += 1
 
@@ -208,7 +223,6 @@ class TableLayout:
         turned out text after numbers (`_Kind`); nothing to do, and nothing read, without
         such a column."""
         sections = [
-            (lambda record: record.identifiers, self.identifiers),
             (lambda record: record.options, self.options),
             (lambda record: record.result, self.results),
         ]
@@ -275,8 +289,8 @@ class TableLayout:
         rows = gathered.rows
 
         def text(values: list[Any] | None, kind: _Kind) -> Any:
-            shown = [""] * rows if values is None else ["" if v is None else v for v in values]
-            return Column(shown, dtype=kind.text_dtype())
+            shown = [""] * rows if values is None else [_shown(value) for value in values]
+            return Column(_fitting(shown, kind), dtype=kind.text_dtype())
 
         def typed(values: list[Any] | None, kind: _Kind) -> Any:
             return _column(MaskedColumn, [None] * rows if values is None else values, kind)
@@ -367,11 +381,44 @@ def _column(column_class: Any, values: Sequence[Any], kind: _Kind) -> Any:
     mask = [value is None for value in values]
     dtype = kind.dtype
     if dtype == "str":
-        shown = ["" if value is None else option_text(value) for value in values]
-        return column_class(shown, mask=mask, dtype=kind.text_dtype())
+        shown = [_shown(value) for value in values]
+        return column_class(_fitting(shown, kind), mask=mask, dtype=kind.text_dtype())
     fill = {"bool": False, "int64": 0, "float64": np.nan}[dtype]
     data = np.array([fill if value is None else value for value in values], dtype=dtype)
     return column_class(data, mask=mask)
+
+
+def _shown(value: Any) -> str:
+    """A value in a text column: itself, JSON for a mapping or list, nothing for None."""
+    if value is None:
+        return ""
+    return value if type(value) is str else option_text(value)
+
+
+def _fitting(texts: list[str], kind: _Kind) -> list[str]:
+    """The texts of a column, which its layout's width holds: else the store changed between
+    the readings (`StoreChanged`), and numpy would cut them short without a word."""
+    if not kind.unmeasured and max(map(len, texts), default=0) > kind.width:
+        raise StoreChanged()
+    return texts
+
+
+class StoreChanged(AstraError):
+    """The runs read for a table's rows are not those read for its columns: another
+    invocation wrote to the store between the readings, which only a store that could not be
+    read in one snapshot allows (`ResultsStore.snapshot`: an immutable read of a store in a
+    directory astra cannot write)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the store changed while its runs were read (another invocation writing to it); "
+            "no table was written: export again"
+        )
+
+
+def _same_json(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """Equal, and of the same types: 1, 1.0 and True are equal in Python, not in JSON."""
+    return first == second and repr(first) == repr(second)
 
 
 def _is_int64(value: Any) -> bool:

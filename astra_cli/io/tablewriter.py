@@ -10,7 +10,8 @@ elements, FITS's padding) closes the file. The file is the one astropy writes fo
 table. Parquet alone is made whole (pyarrow writes its columns together), from the blocks.
 
 A file is written under a temporary name beside it and renamed once complete: a failed or
-interrupted export leaves the previous table, if any, as it was, and no partial one.
+interrupted export (Ctrl-C, SIGTERM, SIGHUP: `astra results` stops on them as on Ctrl-C)
+leaves the previous table, if any, as it was, and no partial one.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ import contextlib
 import io
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
 from astra_cli.errors import AstraError, UsageError
-from astra_cli.io.export import FORMATS
+from astra_cli.io.export import FORMATS, StoreChanged
 
 BLOCK_ROWS = 10_000
 """Rows made into a table and written at a time: some tens of MB of memory, whatever the
@@ -71,38 +73,54 @@ class TableOutput:
             _write_parquet(blocks, self.path)
             return []
         sink = _Sink(self.out)
+        writer: _FitsWriter | _TextWriter
         if self.file_format == "fits":
-            fits_writer = _FitsWriter(sink, rows, ascii_widths)
-            for block in blocks:
-                fits_writer.add(block)
-            return fits_writer.finish()
-        text_writer = _TextWriter(sink, self.file_format)
+            writer = _FitsWriter(sink, rows, ascii_widths)
+        else:
+            writer = _TextWriter(sink, self.file_format)
+        written = 0
         for block in blocks:
-            text_writer.add(block)
-        text_writer.finish()
-        return []
+            writer.add(block)
+            written += len(block)
+        if written != rows:  # as many rows as the first reading counted, or none at all
+            raise StoreChanged()
+        return writer.finish()
 
 
 @contextlib.contextmanager
 def _output(destination: str) -> Iterator[tuple[IO[bytes], str | None]]:
-    """Standard output, or a file written under a temporary name and renamed once complete.
-    A file that cannot be made is the command line's fault (--out names it); one that cannot
-    be written to the end (a full disk) is not, and leaves what was there before."""
+    """Standard output; a regular file (or a link to one), written under a temporary name
+    beside it and renamed over it once complete, with the mode it had; anything else that is
+    there already (a FIFO, /dev/null, a shell's `>(...)`) written in place, as it cannot be
+    replaced. A file that cannot be made, or is read-only, is the command line's fault (--out
+    names it); one that cannot be written to the end (a full disk) is not, and leaves what was
+    there before."""
     if destination == "-":
         yield sys.stdout.buffer, None
         sys.stdout.buffer.flush()
         return
-    partial = f"{destination}.{os.getpid()}.partial"
     try:
-        out = open(partial, "wb")  # noqa: SIM115  (closed below, before the rename)
+        existing: os.stat_result | None = os.stat(destination)
+    except FileNotFoundError:
+        existing = None
     except OSError as error:
         raise UsageError(f"--out {destination}: cannot write there: {_reason(error)}") from None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        with _opened(destination, destination, "wb") as out:
+            yield out, None
+        return
+    if existing is not None and not os.access(destination, os.W_OK):
+        raise UsageError(f"--out {destination}: the file is read-only")
+    target = os.path.realpath(destination)  # a link is followed, not replaced
+    partial = f"{target}.{os.getpid()}.partial"
     try:
-        with out:
+        with _opened(partial, destination, "wb") as out:
             yield out, partial
-        os.replace(partial, destination)
+        if existing is not None:
+            os.chmod(partial, stat.S_IMODE(existing.st_mode))
+        os.replace(partial, target)
     except OSError as error:
-        kept = " (the one there is as it was)" if os.path.exists(destination) else ""
+        kept = " (the one there is as it was)" if existing is not None else ""
         raise AstraError(
             f"cannot write {destination}: {_reason(error)}; no table was written{kept}"
         ) from None
@@ -111,15 +129,27 @@ def _output(destination: str) -> Iterator[tuple[IO[bytes], str | None]]:
             os.unlink(partial)
 
 
+@contextlib.contextmanager
+def _opened(path: str, destination: str, mode: str) -> Iterator[IO[bytes]]:
+    """`path` open for writing, for the table --out names; a failure to open it is the
+    command line's."""
+    try:
+        out = open(path, mode)  # noqa: SIM115  (closed below)
+    except OSError as error:
+        raise UsageError(f"--out {destination}: cannot write there: {_reason(error)}") from None
+    with out:
+        yield out
+
+
 def _reason(error: OSError) -> str:
     return error.strerror or str(error)
 
 
 class _Sink:
     """Where a table's bytes go, each write whole. A buffered file's `write` can return having
-    written part of what it was given, without an error: on a pipe whose reader goes away
-    (`astra results -o - | head`), where the next write fails, or on a disk that fills up,
-    where the table would otherwise be renamed into place cut short."""
+    written part of what it was given, without an error: here, a write of 1 MB to a pipe
+    whose reader went away returned 65,536 (`astra results -o - | head`: the next write
+    fails, as it should, and stops the export)."""
 
     def __init__(self, out: IO[bytes]) -> None:
         self.out = out
@@ -153,8 +183,9 @@ class _TextWriter:
             raise RuntimeError(f"a block of the {self.file_format} table has another header")
         self.out.write(written[len(self.header) : len(written) - len(self.footer)])
 
-    def finish(self) -> None:
+    def finish(self) -> list[str]:
         self.out.write(self.footer)
+        return []
 
     def _written(self, table: Any) -> bytes:
         if self.file_format == "votable":
@@ -190,7 +221,6 @@ class _FitsWriter:
         self.out = out
         self.rows = rows
         self.ascii_widths = ascii_widths
-        self.written = 0
         self.row_bytes: int | None = None
         self.escaped: dict[str, int] = {}
 
@@ -221,11 +251,8 @@ class _FitsWriter:
         elif row_bytes != self.row_bytes:
             raise RuntimeError("a block of the FITS table has rows of another width")
         self.out.write(written[data : data + row_bytes * len(block)])
-        self.written += len(block)
 
     def finish(self) -> list[str]:
-        if self.written != self.rows:
-            raise RuntimeError(f"{self.written} rows written of the {self.rows} counted")
         self.out.write(bytes(-((self.row_bytes or 0) * self.rows) % _FITS_BLOCK))
         if not self.escaped:
             return []
@@ -282,7 +309,10 @@ def _upper_case(table: Any, ascii_widths: dict[str, int]) -> tuple[Any, dict[str
         except UnicodeEncodeError:
             data = np.char.encode(text, "ascii", "backslashreplace")
             escaped[name] = int(np.count_nonzero(np.char.str_len(data) != np.char.str_len(text)))
-        data = data.astype(f"S{ascii_widths[name]}")
+        width = ascii_widths[name]
+        if len(data) and int(np.char.str_len(data).max()) > width:
+            raise StoreChanged()  # the layout's width would cut it short
+        data = data.astype(f"S{width}")
         mask = getattr(column, "mask", None)
         renamed[name] = column.copy(data=data if mask is None else np.ma.array(data, mask=mask))
     names = [_FITS_NAMES.get(name, name.upper()) for name in renamed.colnames]
