@@ -209,6 +209,13 @@ def test_a_link_is_followed_and_a_fifo_written_in_place(varied_store, tmp_path):
     assert stat.S_ISFIFO(fifo.stat().st_mode)
     assert received and received[0] == target.read_bytes()
 
+    parquet = runner.invoke(
+        app, ["results", "m", "--format", "parquet", "-o", str(fifo), "--output-dir",
+              str(varied_store)],
+    )  # fmt: skip
+    assert parquet.exit_code == 2
+    assert f"--format parquet writes a file, and --out {fifo} is not one" in parquet.stderr
+
 
 def export_and_say(store, target):
     return runner.invoke(

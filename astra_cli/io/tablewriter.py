@@ -69,7 +69,7 @@ class TableOutput:
         the file should be told (text FITS could not hold as it was). `ascii_widths`
         (column -> bytes) are the widest values of the text columns as FITS holds them."""
         if self.file_format == "parquet":
-            assert self.path is not None  # refused for standard output (`_check_parquet`)
+            assert self.path is not None  # a regular file (`_check_parquet`)
             _write_parquet(blocks, self.path)
             return []
         sink = _Sink(self.out)
@@ -323,8 +323,12 @@ def _upper_case(table: Any, ascii_widths: dict[str, int]) -> tuple[Any, dict[str
 
 
 def _check_parquet(destination: str) -> None:
+    """Parquet is written by astropy to a file it names: not to standard output, nor to
+    anything but a regular file."""
     if destination == "-":
         raise UsageError("--format parquet cannot go to standard output: give --out FILE")
+    if os.path.exists(destination) and not os.path.isfile(destination):
+        raise UsageError(f"--format parquet writes a file, and --out {destination} is not one")
     import importlib.util
 
     if importlib.util.find_spec("pyarrow") is None:
