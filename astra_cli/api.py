@@ -213,7 +213,7 @@ def prepare(
             store.remember_model_checks(passed)
         except Exception:
             if warm_start is not None:
-                warm_start.finish()
+                warm_start.finish(warn=False)  # the refusal says what is wrong
             raise
         except BaseException:  # Ctrl-C: the workers are stopped at once
             if warm_start is not None:

@@ -179,7 +179,7 @@ def test_plugin_is_listed_and_its_options_are_real_options(with_plugin):
     counting = {m["name"]: m for m in json.loads(listed.stdout)}["counting"]
     assert {o["name"]: o["significant"] for o in counting["options"]} == {
         "a": True, "order": True, "threads": False, "load_log": False, "delay": False,
-        "run_log": False, "gate": False, "heap_log": False,
+        "run_log": False, "gate": False, "heap_log": False, "load_warning": False,
     }  # fmt: skip
 
     help_text = invoke("analyse", "counting", "--help").stdout

@@ -4,6 +4,7 @@ another option, or a grid that failed is checked again."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -100,3 +101,21 @@ def test_a_damaged_model_is_refused_in_one_line_whatever_the_workers_met(demo_fi
         f"astra: error: Cannon model {model} is truncated: HDU2 needs "
         f"{third:,} bytes, the file has {second + 50:,}"
     ]
+
+
+def test_a_warning_of_a_model_that_loads_is_kept_though_the_warm_start_holds_it_back(
+    plugin_env, real_apvisits, tmp_path
+):
+    """The warm start's loads keep their warnings until the request is accepted (a refused
+    one says only why: above), then show them: none is lost, and none is shown twice by one
+    load."""
+    for jobs in ("1", "2"):
+        ran = astra_subprocess(
+            "analyse", "counting", *map(str, real_apvisits), "-o", str(tmp_path / jobs),
+            "--load-warning", "the model's header is odd", "--jobs", jobs, "--json",
+            env=plugin_env,
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        loads = json.loads(ran.stdout)["model_loads"]
+        shown = ran.stderr.count("UserWarning: the model's header is odd")
+        assert 1 <= shown <= loads, (jobs, loads, ran.stderr)

@@ -37,6 +37,7 @@ loky needs before its first worker, when the workers are sure to be needed.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -109,6 +110,8 @@ class WarmStart:
     _checked: int = 0
     _loads: int = 0
     _passed: set[str] = field(default_factory=set)
+    _warned: dict[str, None] = field(default_factory=dict)
+    """The warnings of the loads and checks that passed, each once, in order."""
 
     @classmethod
     def begin(
@@ -153,11 +156,17 @@ class WarmStart:
         self._wait(until_checked=True)
         return frozenset(self._passed)
 
-    def finish(self) -> int:
+    def finish(self, *, warn: bool = True) -> int:
         """Wait for the workers to have loaded the model; how many loaded it, the first time
-        asked (the runner counts them once)."""
+        asked (the runner counts them once). The warnings the workers met loading it are
+        printed here, once each, as Python prints a warning; not with `warn=False`, for a
+        request refused (its refusal says what is wrong)."""
         self._wait()
         loads, self._loads = self._loads, 0
+        warned, self._warned = self._warned, {}
+        if warn:
+            for text in warned:
+                sys.stderr.write(text)
         return loads
 
     def _wait(self, until_checked: bool = False) -> None:
@@ -177,6 +186,7 @@ class WarmStart:
                 self._loads += primed.loaded
                 self._checked += primed.checked
                 self._passed.update(primed.passed)
+                self._warned.update(dict.fromkeys(primed.warned))
         except (BrokenProcessPool, RuntimeError):  # a worker died; the executor was shut down
             pass
         self._primes = None

@@ -18,10 +18,10 @@ import time
 import traceback
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from astra_cli.engine.fingerprints import files_state
 from astra_cli.engine.journal import ChunkJournal
@@ -32,6 +32,8 @@ from astra_cli.vocabulary import FAULT_ENVIRONMENT, FAULT_RUN, Outcome
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 """What a table's integer column (and SQLite's) holds."""
+
+T = TypeVar("T")
 
 MODEL_CACHE_SIZE = 2
 """Models kept per worker. Chunks are handed out group by group, so a worker needs the model
@@ -275,12 +277,14 @@ remembered under, the method's name and `method_path`, its options."""
 @dataclass(frozen=True)
 class Primed:
     """What a task of the warm start did (`prime` or `make_checks`): whether it loaded the
-    model now (for the invoking process to count), how many checks it made, and the keys of
-    those that passed."""
+    model now (for the invoking process to count), how many checks it made, the keys of
+    those that passed, and the warnings of what passed, for the invoking process to show,
+    each once, if it accepts the request (`WarmStart.finish`)."""
 
     loaded: bool
     checked: int = 0
     passed: tuple[str, ...] = ()
+    warned: tuple[str, ...] = ()
 
 
 def prime(
@@ -294,35 +298,58 @@ def prime(
     `engine.warmstart`).
 
     Trouble is left for the chunks to meet and report: a model that cannot be loaded is cached
-    as such (as a chunk would have), and anything else is the chunk's to run into. So are
-    warnings: astropy's about a damaged FITS grid, printed from every worker, came before the
-    invoking process's own one-line refusal of the same file.
+    as such (as a chunk would have), and anything else is the chunk's to run into.
     """
+
+    def load() -> bool:
+        method = resolve_method(method_name, method_path)(**options)
+        _check_model_files(method, model_files_state)
+        return _model_for(group_key, method, None)[1]
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            method = resolve_method(method_name, method_path)(**options)
-            _check_model_files(method, model_files_state)
-            loaded = _model_for(group_key, method, None)[1]
+        loaded, warned = _warnings_if_it_passes(load)
     except Exception:
-        loaded = False
-    return Primed(loaded)
+        return Primed(False)
+    return Primed(loaded, warned=warned)
 
 
 def make_checks(checks: Sequence[WorkerCheck]) -> Primed:
     """Make the request's checks given (`WorkerCheck`) in this worker (see
     `engine.warmstart`). A check that does not pass is made again by the invoking process,
-    which says why in its own words (and nothing here: not astropy's warnings either)."""
-    passed = []
+    which says why in its own words."""
+    passed: list[str] = []
+    warned: list[str] = []
     for key, checked_method, path, check_options in checks:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                resolve_method(checked_method, path)(**check_options).validate()
+            method = resolve_method(checked_method, path)
+            warned += _warnings_if_it_passes(_validate, method, check_options)[1]
         except Exception:
             continue
         passed.append(key)
-    return Primed(False, len(checks), tuple(passed))
+    return Primed(False, len(checks), tuple(passed), tuple(warned))
+
+
+def _validate(method: type[Method], options: Mapping[str, Any]) -> None:
+    method(**options).validate()
+
+
+def _warnings_if_it_passes(action: Callable[..., T], *args: Any) -> tuple[T, tuple[str, ...]]:
+    """What `action(*args)` returns, and the warnings it gave, as Python would print them;
+    when it raises, its warnings are dropped with it. A load or check of the warm start that
+    fails is the invoking process's to report, in one line (a Cannon model cut short made
+    every worker print astropy's `File may have been truncated` before that line); one that
+    passes has its warnings shown by the invoking process, once each, if the request is
+    accepted (the same Cannon model loaded in one worker, though its check refused it)."""
+    # astropy's logger takes over `warnings.showwarning` when astropy is imported: imported
+    # inside the block, it would print the warnings this block is to record.
+    import astropy  # noqa: F401
+
+    with warnings.catch_warnings(record=True) as caught:  # what the filters let through
+        result = action(*args)
+    shown = (
+        warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line) for w in caught
+    )
+    return result, tuple(dict.fromkeys(shown))
 
 
 def _model_for(group_key: str, method: Method, journal: ChunkJournal | None) -> tuple[Any, bool]:

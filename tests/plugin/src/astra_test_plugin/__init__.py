@@ -11,6 +11,7 @@ import mmap
 import os
 import signal
 import time
+import warnings
 from pathlib import Path
 
 from astra_cli import Method, Param
@@ -25,6 +26,7 @@ class Counting(Method):
     threads = Param(1, significant=False, help="An insignificant option.")
     load_log = Param("", significant=False, help="File that each model load appends a line to.")
     delay = Param(0.0, significant=False, help="Seconds to sleep per observation.")
+    load_warning = Param("", significant=False, help="A warning each model load gives.")
     run_log = Param("", significant=False, help="File that each analysis appends a line to.")
     gate = Param("", significant=False, help="File an observation named `wait` waits for.")
     heap_log = Param(
@@ -38,6 +40,8 @@ class Counting(Method):
         if self.load_log:
             with open(self.load_log, "a") as log:
                 log.write(f"{os.getpid()} a={self.a} order={self.order}\n")
+        if self.load_warning:
+            warnings.warn(self.load_warning, UserWarning, stacklevel=1)
         return {"loaded_by": os.getpid()}
 
     def analyse(self, model, spectrum):
@@ -97,6 +101,7 @@ class TextModel(Method):
 
     model = Param(type=Path, help="A text file: the model is its text.")
     delay = Param(0.0, significant=False, help="Seconds to sleep per observation.")
+    load_warning = Param("", significant=False, help="A warning each model load gives.")
     log = Param("", significant=False, help="File that loads, analyses and the check append to.")
     check_waits_for = Param(0, significant=False, help="Logged loads the check waits for.")
     load_waits_for = Param(0, significant=False, help="Logged loads a load waits for.")
