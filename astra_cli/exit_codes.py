@@ -33,3 +33,9 @@ class ExitCode(IntEnum):
 
     TERMINATED = 143
     """Stopped by SIGTERM; what finished is kept."""
+
+
+def stopped_by(signal_name: str | None) -> ExitCode:
+    """The exit code of an invocation stopped by this signal (SIGINT, SIGTERM, SIGHUP)."""
+    stopped = {"SIGTERM": ExitCode.TERMINATED, "SIGHUP": ExitCode.HANGUP}
+    return stopped.get(signal_name or "", ExitCode.INTERRUPTED)

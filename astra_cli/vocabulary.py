@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from astra_cli.exit_codes import ExitCode
+from astra_cli.exit_codes import ExitCode, stopped_by
 
 StageProgress = Callable[[str, int, int], None]
 """`(stage, done, total)`: what long work is doing (training's `reading 300 spectra`, an
@@ -223,8 +223,7 @@ class Summary:
     @property
     def exit_code(self) -> ExitCode:
         if self.interrupted:
-            stopped = {"SIGTERM": ExitCode.TERMINATED, "SIGHUP": ExitCode.HANGUP}
-            return stopped.get(self.signal or "", ExitCode.INTERRUPTED)
+            return stopped_by(self.signal)
         if self.failed or self.skipped_failed or self.bad_rows:
             return ExitCode.RUNS_FAILED
         if self.locked:

@@ -15,7 +15,7 @@ import typer
 from astra_cli.cli.clickparts import Abort
 from astra_cli.cli.console import error, print_json, stderr_console
 from astra_cli.errors import AstraError, command_line_spelling
-from astra_cli.exit_codes import ExitCode
+from astra_cli.exit_codes import ExitCode, stopped_by
 
 
 def require_at_least(flag: str, value: float, least: float, most: float | None = None) -> None:
@@ -48,11 +48,9 @@ def reported_errors(verbose: bool, *, json_document: bool = False) -> Iterator[N
             stderr_console().print(traceback.format_exc(), markup=False)
         exit_with_error(str(failure), failure.exit_code, json_document=json_document)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM or SIGHUP (`Terminated`)
-        from astra_cli.engine.stopping import exit_code_of
-
         name = getattr(interrupt, "signal_name", None)
         said = "interrupted" if name is None else f"stopped by {name}"
-        exit_with_error(said, exit_code_of(interrupt), json_document=json_document)
+        exit_with_error(said, stopped_by(name), json_document=json_document)
     except BrokenPipeError:
         # The reader went away (`astra results ... | head -1`): stop quietly, as Unix tools
         # do, and let nothing more be flushed to the closed pipe at exit.

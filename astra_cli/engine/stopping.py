@@ -11,8 +11,6 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
-from astra_cli.exit_codes import ExitCode
-
 STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """What stops an invocation like Ctrl-C."""
 
@@ -23,13 +21,6 @@ class Terminated(KeyboardInterrupt):
     def __init__(self, signal_name: str) -> None:
         super().__init__(signal_name)
         self.signal_name = signal_name
-
-
-def exit_code_of(interrupt: KeyboardInterrupt) -> ExitCode:
-    """What the shell is told of an invocation stopped by this interrupt."""
-    name = getattr(interrupt, "signal_name", "SIGINT")
-    stopped = {"SIGTERM": ExitCode.TERMINATED, "SIGHUP": ExitCode.HANGUP}
-    return stopped.get(name, ExitCode.INTERRUPTED)
 
 
 @contextlib.contextmanager
