@@ -173,6 +173,14 @@ class _Kind:
         return str if self.unmeasured else f"U{max(1, self.width)}"
 
 
+def _kind_of(kinds: dict[str, _Kind], name: str) -> _Kind:
+    """The column's `_Kind`, made as the column is first seen."""
+    kind = kinds.get(name)
+    if kind is None:
+        kind = kinds[name] = _Kind()
+    return kind
+
+
 def _ascii_width(text: str) -> int:
     """The bytes `text` takes in FITS: ASCII, with a backslash escape for anything else."""
     return len(text) if text.isascii() else len(text.encode("ascii", "backslashreplace"))
@@ -197,19 +205,13 @@ class TableLayout:
         seen = self.groups.get(record.group_key)
         same_options = seen is not None and _same_json(seen, record.options)
         for name, value in (record.identifiers or {}).items():
-            kind = self.identifiers.get(name)
-            if kind is None:
-                kind = self.identifiers[name] = _Kind()
-            kind.add_text(value)
+            _kind_of(self.identifiers, name).add_text(value)
         for kinds, mapping in (
             (self.options, None if same_options else record.options),
             (self.results, record.result),
         ):
             for name, value in (mapping or {}).items():
-                kind = kinds.get(name)
-                if kind is None:
-                    kind = kinds[name] = _Kind()
-                kind.add(value)
+                _kind_of(kinds, name).add(value)
         for (name, kind), value in zip(self.run.items(), _run_values(record), strict=True):
             if name == "duration_s":
                 kind.add(value)
@@ -225,14 +227,18 @@ class TableLayout:
         sections = [
             (lambda record: record.options, self.options),
             (lambda record: record.result, self.results),
+            # A run's own columns are text but its duration (`add`): that alone may need it.
+            (
+                lambda record: {"duration_s": record.duration_s},
+                {"duration_s": self.run["duration_s"]},
+            ),
         ]
         found = [
             (mapping, {name: kind for name, kind in kinds.items() if kind.needs_measuring})
             for mapping, kinds in sections
         ]
         found = [(mapping, kinds) for mapping, kinds in found if kinds]
-        run = {index: kind for index, kind in enumerate(self.run.values()) if kind.needs_measuring}
-        if not (found or run):
+        if not found:
             return
         for record in records:
             for mapping, kinds in found:
@@ -241,16 +247,9 @@ class TableLayout:
                     value = values.get(name)
                     if isinstance(value, (int, float)):
                         kind.measure(option_text(value))
-            if run:
-                values = _run_values(record)
-                for index, kind in run.items():
-                    if isinstance(values[index], (int, float)):
-                        kind.measure(option_text(values[index]))
         for _, kinds in found:
             for kind in kinds.values():
                 kind.unmeasured = False
-        for kind in run.values():
-            kind.unmeasured = False
 
     def meta(self, method: str) -> dict[str, Any]:
         """The table's metadata: the method, astra's version, when, and every group's options."""
