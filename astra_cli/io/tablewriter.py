@@ -104,7 +104,7 @@ def _output(destination: str) -> Iterator[tuple[IO[bytes], str | None]]:
     except FileNotFoundError:
         existing = None
     except OSError as error:
-        raise UsageError(f"--out {destination}: cannot write there: {_reason(error)}") from None
+        raise _cannot_write_there(destination, error) from None
     if existing is not None and not stat.S_ISREG(existing.st_mode):
         with _opened(destination, destination, "wb") as out:
             yield out, None
@@ -136,9 +136,13 @@ def _opened(path: str, destination: str, mode: str) -> Iterator[IO[bytes]]:
     try:
         out = open(path, mode)  # noqa: SIM115  (closed below)
     except OSError as error:
-        raise UsageError(f"--out {destination}: cannot write there: {_reason(error)}") from None
+        raise _cannot_write_there(destination, error) from None
     with out:
         yield out
+
+
+def _cannot_write_there(destination: str, error: OSError) -> UsageError:
+    return UsageError(f"--out {destination}: cannot write there: {_reason(error)}")
 
 
 def _reason(error: OSError) -> str:
