@@ -111,7 +111,9 @@ class Outcome:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow, as the journal writes it at once: `asdict` copied every result deeply,
+        # 38 us a run in the worker, 76 ms of CPU for 2,000 runs.
+        return {name: getattr(self, name) for name in self.__slots__}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Outcome:

@@ -395,7 +395,8 @@ def _read(method: Method, item: WorkItem) -> Spectrum:
     """The observation's spectrum with its inputs; one without a usable pixel fails here, so
     that no method stores a fit of nothing as ok."""
     spectrum = method.read_observation(item.path)
-    if not spectrum.bad.size or spectrum.bad.all():
+    bad = spectrum.bad
+    if not bad.size or bad.all():
         raise SpectrumReadError(
             f"{item.path}: no usable pixel (every pixel is flagged bad or has no inverse variance)"
         )
