@@ -273,7 +273,7 @@ class TableLayout:
     def ascii_widths(self) -> dict[str, int]:
         """The bytes each text column's widest value takes in FITS, by column name."""
         kinds = {
-            **{name: kind for name, kind in self.identifiers.items()},
+            **self.identifiers,
             **{column: self.options[name] for name, column in self.option_columns().items()},
             **self.run,
             **self.results,
