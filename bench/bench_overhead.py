@@ -21,15 +21,25 @@ floor  JOBS processes, each loading each group's model once and looping through 
 
 Each is timed from outside, from spawning its processes to the last one's exit, so every
 contender pays its interpreter start and imports. Every process runs with one BLAS thread
-(set below, before numpy is imported, and inherited). The contenders run in turn, --repeat
-times (default 3), each attempt in another order (astra first, then the floor, then luigi),
-and the best of each is kept; the ratio astra/floor of each attempt, whose two runs were
-seconds apart, is printed too, with their median: a machine whose speed drifts over minutes
-shows there. Before each run, the machine is let settle: dirty pages written (sync) and
-SETTLE_SECONDS of rest, so that what one contender leaves the kernel to do (the writeback and
-unlinking of luigi's 2,000 output files, processes still exiting) is not charged to the next.
-Then: a no-op rerun of the 1-group request (every run done) and `astra --help`, median of
---help-runs (default 20).
+(set below, before numpy is imported, and inherited). Before each run, the machine is let
+settle: dirty pages written (sync) and SETTLE_SECONDS of rest, so that what one contender
+leaves the kernel to do (the writeback and unlinking of luigi's 2,000 output files, processes
+still exiting) is not charged to the next.
+
+astra and the floor run in pairs, --repeat times (default 10), each pair in the other order;
+luigi joins the first --luigi-repeat pairs (default 3), far enough behind not to need more. The
+speed of a shared machine drifts: on 2 cores on 2026-12-07, 20 runs of the floor in 7 minutes
+took 7.9 to 10.9 s, and of two runs of astra one after the other, one spent 15.6 CPU seconds
+and the other 21.0 (CPU seconds do not tell a slower run from a slower machine either). A
+best-of ratio then rests on one lucky run of either contender. astra/floor is therefore the
+geometric mean of the pairs' ratios, each pair's two runs seconds apart, with a bootstrap 95%
+interval, and the verdict is "met" only when the whole interval is at or below the target,
+"MISSED" when it is all above, and undecided otherwise (more pairs narrow it). The best of each
+contender and their ratio are printed too. Beside each run's seconds: the CPU its processes
+spent (user and system, of every process waited for: loky's helpers may be left out) and the
+CPU the machine's host took from it (steal, for the whole machine, from /proc/stat; Linux).
+Then: a no-op rerun of the 1-group request (every run done), best of 3, and `astra --help`,
+median of --help-runs (default 20).
 
 Prints every figure and the ratios beside their targets (astra / floor <= 1.05; luigi /
 astra >= 1.5 with 1 group, >= 1.05 with 2; no-op rerun <= 0.3 s; --help <= 150 ms); asserts
@@ -46,12 +56,18 @@ for variable in BLAS_VARIABLES:
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
+import random  # noqa: E402
+import resource  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from bench_batching import Dataset, astra_source, cores, order_flags, write_dataset  # noqa: E402
@@ -65,6 +81,8 @@ TARGET_LUIGI = {1: 1.5, 2: 1.05}
 TARGET_NOOP_S = 0.3
 TARGET_HELP_MS = 150.0
 SETTLE_SECONDS = 1.0
+BOOTSTRAP = 10_000
+"""Resamples of the pairs' ratios for the interval around their mean."""
 FLOOR_CHUNK = MAX_CHUNK_SIZE
 """Spectra per `analyse_batch` call in the floor and in luigi's loop: astra's largest
 chunk, where the grid's fit vectorises best."""
@@ -123,6 +141,23 @@ def settle() -> None:
     """Dirty pages written and a rest: a quiet machine for the next timed run."""
     os.sync()
     time.sleep(SETTLE_SECONDS)
+
+
+def children_cpu() -> float:
+    """User and system CPU seconds of the child processes waited for so far, their own
+    children's included once those were waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def stolen() -> float | None:
+    """CPU seconds the host has taken from this machine since it booted (all cores), or None
+    where /proc/stat does not say."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def timed(command: list[str], what: str) -> tuple[float, str]:
@@ -223,11 +258,96 @@ def verdict(value: float, target: float, at_least: bool = False) -> str:
     return f"target {'>=' if at_least else '<='} {target:g}: {'met' if met else 'MISSED'}"
 
 
+@dataclass
+class Run:
+    seconds: float
+    cpu: float
+    """User and system CPU seconds of its processes that were waited for."""
+    steal: float | None
+    """CPU seconds the host took from the whole machine meanwhile, where known."""
+
+    def __str__(self) -> str:
+        steal = "" if self.steal is None else f", steal {self.steal:.2f} s"
+        return f"{self.seconds:.2f} s (CPU {self.cpu:.2f} s{steal})"
+
+
+def measured(contender: Callable[[], float]) -> Run:
+    """Let the machine settle, then run a contender: its seconds, CPU and the steal."""
+    settle()
+    cpu, steal = children_cpu(), stolen()
+    seconds = contender()
+    steal_after = stolen()
+    return Run(
+        seconds,
+        children_cpu() - cpu,
+        None if steal is None or steal_after is None else steal_after - steal,
+    )
+
+
+def paired_ratio(ratios: Sequence[float]) -> tuple[float, float, float]:
+    """The geometric mean of paired ratios, and the bootstrap 95% interval around it."""
+    logs = [math.log(ratio) for ratio in ratios]
+    draw = random.Random(0)
+    means = [statistics.fmean(draw.choices(logs, k=len(logs))) for _ in range(BOOTSTRAP)]
+    cuts = statistics.quantiles(means, n=40)  # every 2.5%
+    return math.exp(statistics.fmean(logs)), math.exp(cuts[0]), math.exp(cuts[-1])
+
+
+def interval_verdict(low: float, high: float, target: float) -> str:
+    if high <= target:
+        return f"target <= {target:g}: met"
+    if low > target:
+        return f"target <= {target:g}: MISSED"
+    return f"target <= {target:g}: undecided, the interval holds it; more --repeat narrows it"
+
+
+def compare(
+    orders: list[int],
+    args: argparse.Namespace,
+    data: Dataset,
+    luigi: tuple[Path, Path] | None,
+    scratch: Path,
+) -> tuple[dict[str, float], list[float]]:
+    """The pairs of astra and the floor (luigi in the first ones) for one set of groups: the
+    best seconds of each contender, and each pair's astra/floor. `luigi`: its interpreter and
+    script, if it runs."""
+    best: dict[str, float] = {}
+    ratios = []
+    for attempt in range(args.repeat):
+        output_dir = scratch / f"astra-{len(orders)}-{attempt}"
+        contenders: dict[str, Callable[[], float]] = {
+            "astra": partial(run_astra, data, orders, args.jobs, output_dir),
+            "floor": partial(run_floor, data, orders, args.jobs),
+        }
+        if luigi is not None and attempt < args.luigi_repeat:
+            contenders["luigi"] = partial(run_luigi, *luigi, data, orders, args.jobs)
+        names = list(contenders)
+        turn = attempt % len(names)
+        runs = {name: measured(contenders[name]) for name in names[turn:] + names[:turn]}
+        if attempt < args.repeat - 1 or len(orders) > 1:
+            shutil.rmtree(output_dir)
+        ratios.append(runs["astra"].seconds / runs["floor"].seconds)
+        print(
+            f"{len(orders)} group(s), {len(data.paths) * len(orders):,} runs, attempt "
+            f"{attempt + 1}: "
+            + ", ".join(f"{name} {runs[name]}" for name in names)
+            + f"; astra/floor {ratios[-1]:.3f}"
+        )
+        for name, run in runs.items():
+            best[name] = min(run.seconds, best.get(name, run.seconds))
+    return best, ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="apStar files [default: 2000]")
     parser.add_argument("--jobs", type=int, default=2, help="workers of each [default: 2]")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each; best kept")
+    parser.add_argument(
+        "--repeat", type=int, default=10, help="pairs of astra and the floor [default: 10]"
+    )
+    parser.add_argument(
+        "--luigi-repeat", type=int, default=3, help="runs of luigi, in the first pairs"
+    )
     parser.add_argument("--help-runs", type=int, default=20, help="timed `astra --help` runs")
     parser.add_argument("--data", type=Path, help="keep (and reuse) the files in this directory")
     parser.add_argument("--luigi-venv", type=Path, help="keep (and reuse) luigi's virtualenv")
@@ -237,6 +357,8 @@ def main() -> None:
     if args.floor_part:
         floor_part(*args.floor_part)
         return
+    if args.repeat < 2:
+        parser.error("--repeat: at least 2 pairs, for an interval")
 
     print(
         f"machine: {cores()} cores usable, load average {os.getloadavg()[0]:.2f}; Python "
@@ -246,79 +368,49 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="astra-overhead-") as tmp:
         scratch = Path(tmp)
         data = write_dataset(args.data or scratch / "data", args.n, 100.0, 6)
-        python: Path | str = "--no-luigi"
+        luigi: tuple[Path, Path] | None = None
         if not args.no_luigi:
             python = luigi_python(args.luigi_venv or scratch / "luigi-venv")
-        script = scratch / "luigi_tasks.py"
-        script.write_text(LUIGI_TASKS.format(chunk=FLOOR_CHUNK))
-        if isinstance(python, str):
-            print(f"luigi: skipped ({python})")
-        rows = []
-        paired: dict[int, list[float]] = {}
-        for orders in ([4], [4, 3]):
-            best: dict[str, float] = {}
-            pairs = paired[len(orders)] = []
-            for attempt in range(args.repeat):
-                output_dir = scratch / f"astra-{len(orders)}-{attempt}"
-                names = ["astra", "floor"] + ([] if isinstance(python, str) else ["luigi"])
-                seconds = {}
-                for name in names[attempt % len(names) :] + names[: attempt % len(names)]:
-                    settle()
-                    if name == "astra":
-                        seconds[name] = run_astra(data, orders, args.jobs, output_dir)
-                    elif name == "floor":
-                        seconds[name] = run_floor(data, orders, args.jobs)
-                    else:
-                        assert not isinstance(python, str)
-                        seconds[name] = run_luigi(python, script, data, orders, args.jobs)
-                if attempt < args.repeat - 1 or len(orders) > 1:
-                    shutil.rmtree(output_dir)
-                seconds = {name: seconds[name] for name in names}
-                pairs.append(seconds["astra"] / seconds["floor"])
-                print(
-                    f"{len(orders)} group(s), {len(data.paths) * len(orders):,} runs, attempt "
-                    f"{attempt + 1}: "
-                    + ", ".join(f"{name} {value:.2f} s" for name, value in seconds.items())
-                    + f" (astra/floor {pairs[-1]:.2f})"
-                )
-                best = {k: min(v, best.get(k, v)) for k, v in seconds.items()}
-            rows.append((len(orders), best))
+            script = scratch / "luigi_tasks.py"
+            script.write_text(LUIGI_TASKS.format(chunk=FLOOR_CHUNK))
+            if isinstance(python, str):
+                print(f"luigi: skipped ({python})")
+            else:
+                luigi = (python, script)
+        rows = [
+            (len(orders), *compare(orders, args, data, luigi, scratch)) for orders in ([4], [4, 3])
+        ]
         done_dir = scratch / f"astra-1-{args.repeat - 1}"
         noop = [
-            timed(astra_command(data, [4], args.jobs, done_dir), "no-op rerun")[0]
-            for _ in range(args.repeat)
+            timed(astra_command(data, [4], args.jobs, done_dir), "no-op rerun")[0] for _ in range(3)
         ]
     help_ms = [
         1e3 * timed([astra_executable("bench_overhead"), "--help"], "astra --help")[0]
         for _ in range(args.help_runs + 1)
     ][1:]
 
-    print(f"\nbest of {args.repeat}, seconds; N = {len(data.paths):,}, --jobs {args.jobs}")
+    print(f"\nbest of each, seconds; N = {len(data.paths):,}, --jobs {args.jobs}")
     print(f"{'groups':>6} {'astra':>7} {'luigi':>7} {'floor':>7} {'astra/floor':>12} "
           f"{'luigi/astra':>12}")  # fmt: skip
-    for groups, best in rows:
-        luigi = best.get("luigi")
-        ratio = f"{luigi / best['astra']:12.2f}" if luigi else f"{'-':>12}"
+    for groups, best, _ in rows:
+        luigi_best = best.get("luigi")
+        ratio = f"{luigi_best / best['astra']:12.2f}" if luigi_best else f"{'-':>12}"
         print(
-            f"{groups:>6} {best['astra']:7.2f} {luigi or float('nan'):7.2f} {best['floor']:7.2f} "
-            f"{best['astra'] / best['floor']:12.2f} {ratio}"
+            f"{groups:>6} {best['astra']:7.2f} {luigi_best or float('nan'):7.2f} "
+            f"{best['floor']:7.2f} {best['astra'] / best['floor']:12.3f} {ratio}"
         )
-    for groups, best in rows:
+    for groups, best, ratios in rows:
+        mean, low, high = paired_ratio(ratios)
         print(
-            f"{groups} group(s): astra/floor {best['astra'] / best['floor']:.2f} "
-            f"({verdict(best['astra'] / best['floor'], TARGET_FLOOR)})"
-            + (
-                f"; luigi/astra {best['luigi'] / best['astra']:.2f} "
-                f"({verdict(best['luigi'] / best['astra'], TARGET_LUIGI[groups], True)})"
-                if "luigi" in best
-                else ""
+            f"{groups} group(s): astra/floor {mean:.3f}, 95% interval {low:.3f} to {high:.3f} "
+            f"({len(ratios)} pairs {min(ratios):.3f} to {max(ratios):.3f}; "
+            f"{interval_verdict(low, high, TARGET_FLOOR)})"
+        )
+        if "luigi" in best:
+            print(
+                f"{groups} group(s): luigi/astra {best['luigi'] / best['astra']:.2f}, best of "
+                f"each ({verdict(best['luigi'] / best['astra'], TARGET_LUIGI[groups], True)})"
             )
-        )
-    for groups, pairs in paired.items():
-        print(
-            f"{groups} group(s): astra/floor attempt by attempt {min(pairs):.2f} to "
-            f"{max(pairs):.2f}, median {statistics.median(pairs):.2f}"
-        )
     print(
         f"no-op rerun of {len(data.paths):,} runs: {min(noop):.2f} s best of {len(noop)} "
         f"({verdict(min(noop), TARGET_NOOP_S)})"
