@@ -101,7 +101,6 @@ class TextModel(Method):
 
     model = Param(type=Path, help="A text file: the model is its text.")
     delay = Param(0.0, significant=False, help="Seconds to sleep per observation.")
-    load_warning = Param("", significant=False, help="A warning each model load gives.")
     log = Param("", significant=False, help="File that loads, analyses and the check append to.")
     check_waits_for = Param(0, significant=False, help="Logged loads the check waits for.")
     load_waits_for = Param(0, significant=False, help="Logged loads a load waits for.")
