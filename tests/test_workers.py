@@ -328,6 +328,47 @@ os._exit(0)  # gone without removing it, as a killed worker would be
     assert "leaked folder" in result.stderr, result.stderr
 
 
+TRACKER_IMPORTS = """
+import json, sys
+from astra_cli.engine import lokytracker
+from joblib.externals.loky.backend import resource_tracker
+seen = {
+    "same main": lokytracker.main is resource_tracker.main,
+    "joblib run": "joblib.parallel" in sys.modules,
+    "numpy": "numpy" in sys.modules,
+}
+if sys.argv[1:] == ["--whole"]:  # what the tracker does when joblib needs its packages' code
+    main = lokytracker._with_numpy_hidden()
+    import joblib
+    seen = {
+        "same main": main is sys.modules[lokytracker.TRACKER_MODULE].main,
+        "joblib run": hasattr(joblib, "Parallel"),
+        "numpy": "numpy" in sys.modules,
+    }
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        ([], {"same main": True, "joblib run": False, "numpy": False}),
+        (["--whole"], {"same main": True, "joblib run": True, "numpy": False}),
+    ],
+    ids=["packages-unrun", "whole-joblib"],
+)
+def test_lokys_tracker_imports_loky_main_without_joblibs_packages(how, expected):
+    """The tracker's interpreter gets loky's own `main` with joblib's packages left unrun
+    (no joblib.parallel, no numpy), or, where a joblib needs them, joblib whole without numpy,
+    the partial packages dropped first."""
+    result = subprocess.run(
+        [sys.executable, "-c", TRACKER_IMPORTS, *how], capture_output=True, text=True
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == expected
+
+
 def test_a_request_refused_after_lokys_helpers_started_says_one_line(demo_files, tmp_path):
     """The helpers started for a new output directory say nothing when the request is then
     refused (their output would reach the terminal), and nothing is created."""
