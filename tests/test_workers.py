@@ -330,11 +330,14 @@ os._exit(0)  # gone without removing it, as a killed worker would be
 
 TRACKER_IMPORTS = """
 import json, sys
+if sys.argv[1:] == ["--joblib-first"]:
+    import joblib
 from astra_cli.engine import lokytracker
 from joblib.externals.loky.backend import resource_tracker
+import joblib
 seen = {
     "same main": lokytracker.main is resource_tracker.main,
-    "joblib run": "joblib.parallel" in sys.modules,
+    "joblib run": hasattr(joblib, "Parallel"),
     "numpy": "numpy" in sys.modules,
 }
 if sys.argv[1:] == ["--whole"]:  # what the tracker does when joblib needs its packages' code
@@ -354,13 +357,14 @@ print(json.dumps(seen))
     [
         ([], {"same main": True, "joblib run": False, "numpy": False}),
         (["--whole"], {"same main": True, "joblib run": True, "numpy": False}),
+        (["--joblib-first"], {"same main": True, "joblib run": True, "numpy": True}),
     ],
-    ids=["packages-unrun", "whole-joblib"],
+    ids=["packages-unrun", "whole-joblib", "joblib-imported-first"],
 )
 def test_lokys_tracker_imports_loky_main_without_joblibs_packages(how, expected):
     """The tracker's interpreter gets loky's own `main` with joblib's packages left unrun
-    (no joblib.parallel, no numpy), or, where a joblib needs them, joblib whole without numpy,
-    the partial packages dropped first."""
+    (no joblib.Parallel, no numpy), or, where a joblib needs them, joblib whole without numpy,
+    the partial packages dropped first. A process that imported joblib keeps it whole."""
     result = subprocess.run(
         [sys.executable, "-c", TRACKER_IMPORTS, *how], capture_output=True, text=True
     )

@@ -14,7 +14,8 @@ cores they need.
 So `joblib`, `joblib.externals` and `joblib.externals.loky` are put in `sys.modules` as the
 import system finds them, their code not run (`_packages_unrun`), and loky's tracker module is
 imported within them. That is safe only in a process that will import nothing else of joblib,
-which is why this module is imported by the tracker's interpreter alone. Should a joblib to
+which is why this module is imported by the tracker's interpreter alone (a process that
+imported joblib already gets loky's module as it is). Should a joblib to
 come need its packages' code for that import, the tracker imports loky's module as usual,
 with numpy hidden (`_with_numpy_hidden`).
 """
@@ -57,7 +58,10 @@ def _with_numpy_hidden() -> Callable[..., None]:
 
 
 def tracker_main() -> Callable[..., None]:
-    """loky's tracker `main`, imported at the least cost this joblib allows."""
+    """loky's tracker `main`, imported at the least cost this joblib allows; as it is, in a
+    process that imported joblib already."""
+    if "joblib" in sys.modules:
+        return importlib.import_module(TRACKER_MODULE).main
     try:
         return _packages_unrun()
     except (ImportError, AttributeError):  # a joblib whose tracker needs its packages' code
