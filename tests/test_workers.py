@@ -333,10 +333,11 @@ import json, sys
 if sys.argv[1:] == ["--joblib-first"]:
     import joblib
 from astra_cli.engine import lokytracker
+main = lokytracker.main  # as the tracker's command asks for it
 from joblib.externals.loky.backend import resource_tracker
 import joblib
 seen = {
-    "same main": lokytracker.main is resource_tracker.main,
+    "same main": main is resource_tracker.main,
     "joblib run": hasattr(joblib, "Parallel"),
     "numpy": "numpy" in sys.modules,
 }

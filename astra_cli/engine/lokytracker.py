@@ -13,11 +13,11 @@ cores they need.
 
 So `joblib`, `joblib.externals` and `joblib.externals.loky` are put in `sys.modules` as the
 import system finds them, their code not run (`_packages_unrun`), and loky's tracker module is
-imported within them. That is safe only in a process that will import nothing else of joblib,
-which is why this module is imported by the tracker's interpreter alone (a process that
-imported joblib already gets loky's module as it is). Should a joblib to
-come need its packages' code for that import, the tracker imports loky's module as usual,
-with numpy hidden (`_with_numpy_hidden`).
+imported within them. That is safe only in a process that will import nothing else of joblib:
+`main` is looked up only when asked for, by the tracker's interpreter (a process that imported
+joblib already gets loky's module as it is). Should a joblib to come need its packages' code
+for that import, the tracker imports loky's module as usual, numpy hidden
+(`import_without_numpy`, which the invoking process uses too).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 TRACKER_MODULE = "joblib.externals.loky.backend.resource_tracker"
 PACKAGES = ("joblib", "joblib.externals", "joblib.externals.loky")
@@ -42,19 +44,26 @@ def _packages_unrun() -> Callable[..., None]:
     return importlib.import_module(TRACKER_MODULE).main
 
 
-def _with_numpy_hidden() -> Callable[..., None]:
-    """loky's tracker `main`, imported as usual, numpy made to look absent: joblib runs
-    without it, as where it is not installed."""
-    for name in [name for name in sys.modules if name.partition(".")[0] == "joblib"]:
-        del sys.modules[name]  # what `_packages_unrun` left, whole packages or not
+def import_without_numpy(name: str) -> ModuleType:
+    """Import a module of joblib's with numpy made to look absent, as where it is not
+    installed: joblib runs without it, needing it only to pass arrays through memory maps. A
+    numpy imported already is left as it is."""
     hidden = "numpy" not in sys.modules
     if hidden:
         sys.modules["numpy"] = None  # type: ignore[assignment]
     try:
-        return importlib.import_module(TRACKER_MODULE).main
+        return importlib.import_module(name)
     finally:
         if hidden:
             del sys.modules["numpy"]
+
+
+def _with_numpy_hidden() -> Callable[..., None]:
+    """loky's tracker `main`, imported as usual, numpy hidden, after dropping what
+    `_packages_unrun` left (whole packages or not)."""
+    for name in [name for name in sys.modules if name.partition(".")[0] == "joblib"]:
+        del sys.modules[name]
+    return import_without_numpy(TRACKER_MODULE).main
 
 
 def tracker_main() -> Callable[..., None]:
@@ -68,6 +77,10 @@ def tracker_main() -> Callable[..., None]:
         return _with_numpy_hidden()
 
 
-main = tracker_main()
-
-__all__ = ["main"]
+def __getattr__(name: str) -> Any:
+    """`main`, imported the first time the tracker's command asks for it (`from ... import
+    main`), so that importing this module changes nothing."""
+    if name != "main":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    main = globals()["main"] = tracker_main()
+    return main
